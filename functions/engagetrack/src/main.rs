@@ -1,0 +1,143 @@
+//! `engagetrack`: the whole product on one machine. This file only wires
+//! configuration, adapters and the router; the logic is in the server library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use engagetrack_server::jobs::Job;
+use engagetrack_server::local_postgres::{self, LocalCluster};
+use engagetrack_server::seed::{self, SeedOptions};
+use engagetrack_server::{AppConfig, AppState, db, secrets, telemetry};
+
+#[derive(Parser)]
+#[command(version, about = "EngageTrack: privacy-first web analytics, run whole on one machine")]
+struct Cli {
+    /// PostgreSQL to use. When unset, a private cluster is made in --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where the private PostgreSQL cluster lives (used without DATABASE_URL).
+    #[arg(long, env = "ENGAGETRACK_DATA_DIR", global = true, default_value = ".engagetrack/pg")]
+    data_dir: PathBuf,
+    /// The local secret store: generated once, mode 0600.
+    #[arg(long, env = "ENGAGETRACK_SECRETS_FILE", global = true, default_value = ".engagetrack/secrets.json")]
+    secrets_file: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every route on one port, with the scheduled jobs on timers.
+    Serve {
+        #[arg(long, env = "ENGAGETRACK_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Take the client IP from CF-Connecting-IP / X-Forwarded-For.
+        #[arg(long, env = "ENGAGETRACK_TRUST_PROXY", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+        trust_proxy: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Create the demo account and site with a month of synthetic traffic.
+    SeedDemo {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 4_000)]
+        visitors: u32,
+        /// The dashboard address printed in the result.
+        #[arg(long, default_value = "http://127.0.0.1:8080/")]
+        url: String,
+    },
+    /// Run one scheduled job now (rotate-salt).
+    RotateSalt,
+}
+
+/// The database this run uses, and the private cluster if we started one.
+struct Database {
+    url: String,
+    _cluster: Option<LocalCluster>,
+}
+
+async fn database(cli: &Cli) -> anyhow::Result<Database> {
+    if let Some(url) = &cli.database_url {
+        return Ok(Database { url: url.clone(), _cluster: None });
+    }
+    let data_dir = cli.data_dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(&data_dir)).await??;
+    cluster.ensure_database().await?;
+    Ok(Database { url: cluster.connection_string(local_postgres::DB_NAME), _cluster: Some(cluster) })
+}
+
+async fn state(cli: &Cli, url: &str, config: AppConfig) -> anyhow::Result<AppState> {
+    let pool = db::pool(url, 16)?;
+    let applied = db::migrate(&pool).await.context("migrating the database")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let secrets = secrets::load_or_create_local(&cli.secrets_file)?;
+    Ok(AppState::new(pool, &secrets, config)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let db = database(&cli).await?;
+    match &cli.command {
+        Command::Serve { addr, trust_proxy } => {
+            let state = state(&cli, &db.url, AppConfig { trust_proxy: *trust_proxy }).await?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
+            let timers = tokio::spawn(run_jobs_on_timers(state.clone()));
+            engagetrack_server::serve(listener, state, shutdown_signal()).await?;
+            timers.abort();
+        }
+        Command::Migrate => {
+            let pool = db::pool(&db.url, 2)?;
+            let applied = db::migrate(&pool).await?;
+            println!("{}", serde_json::json!({ "applied": applied }));
+        }
+        Command::SeedDemo { days, visitors, url } => {
+            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            let options = SeedOptions { days: *days, visitors: *visitors, ..SeedOptions::default() };
+            let demo = seed::seed_demo(&state, chrono::Utc::now(), options).await?;
+            eprintln!("demo: {} events sent, {} stored", demo.events_sent, demo.events_stored);
+            println!(
+                "{}",
+                serde_json::json!({ "site_id": demo.site_id, "email": demo.email, "password": demo.password, "url": url })
+            );
+        }
+        Command::RotateSalt => {
+            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            println!("{}", Job::RotateSalt.run(&state, chrono::Utc::now()).await?);
+        }
+    }
+    Ok(())
+}
+
+/// The EventBridge schedules' local stand-in.
+async fn run_jobs_on_timers(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if let Err(e) = Job::RotateSalt.run(&state, chrono::Utc::now()).await {
+            tracing::error!(error = %e, "rotate-salt failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async move {
+        match term.as_mut() {
+            Some(t) => drop(t.recv().await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,8 @@
+//! The ingest Lambda: the server library's ingest router under `lambda_http`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    engagetrack_server::telemetry::init();
+    let state = engagetrack_server::AppState::from_lambda_env()?;
+    lambda_http::run(engagetrack_server::routes::ingest(state)).await
+}

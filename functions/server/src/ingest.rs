@@ -1,0 +1,243 @@
+//! The ingest path: beacon → checks → anonymised event → stored exactly once.
+//!
+//! [`Ingest::accept`] is what `POST /api/e` runs; [`Ingest::prepare`] and
+//! [`EventStore::write`] are its two halves, used apart by `seed-demo`.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use shared::beacon::BeaconError;
+use shared::{AnonymisedEvent, Beacon, EventId, Salt, SiteId, Visit, anonymise};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::field_cipher::{CipherError, FieldCipher};
+use crate::salt::{SaltError, SaltStore};
+use crate::sites::{SiteDirectory, SiteStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Beacon(#[from] BeaconError),
+    #[error("unknown site {0}")]
+    UnknownSite(SiteId),
+    #[error("site {0} is not accepting events")]
+    InactiveSite(SiteId),
+    /// Nothing was committed; the sender should retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<SaltError> for IngestError {
+    fn from(e: SaltError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::db::DbError> for IngestError {
+    fn from(e: crate::db::DbError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+pub struct Ingest {
+    sites: SiteDirectory,
+    salts: Arc<dyn SaltStore>,
+    store: EventStore,
+}
+
+impl Ingest {
+    pub fn new(pool: Pool, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>) -> Self {
+        Self { sites: SiteDirectory::new(pool.clone()), salts, store: EventStore { pool, cipher } }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub fn salts(&self) -> &Arc<dyn SaltStore> {
+        &self.salts
+    }
+
+    /// One beacon, received now: stored once it returns `Ok`.
+    pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<EventId, IngestError> {
+        let beacon = Beacon::parse(body)?;
+        self.check_site(beacon.site).await?;
+        let id = EventId::new(now, rand::random());
+        let salt = self.salts.salt_for(id.timestamp().date_naive(), now).await?;
+        let event = anonymise(beacon, visit, &salt, id);
+        self.store.write(std::slice::from_ref(&event)).await?;
+        Ok(id)
+    }
+
+    /// Parse, check and anonymise with a given salt, without storing.
+    pub async fn prepare(&self, body: &[u8], visit: Visit<'_>, id: EventId, salt: &Salt) -> Result<AnonymisedEvent, IngestError> {
+        let beacon = Beacon::parse(body)?;
+        self.check_site(beacon.site).await?;
+        Ok(anonymise(beacon, visit, salt, id))
+    }
+
+    async fn check_site(&self, site: SiteId) -> Result<(), IngestError> {
+        match self.sites.status(site).await? {
+            SiteStatus::Active => Ok(()),
+            SiteStatus::Inactive => Err(IngestError::InactiveSite(site)),
+            SiteStatus::Unknown => Err(IngestError::UnknownSite(site)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("cannot encrypt a sensitive field: {0}")]
+    Cipher(#[from] CipherError),
+}
+
+pub struct EventStore {
+    pool: Pool,
+    cipher: Arc<FieldCipher>,
+}
+
+/// The columns the pipeline fills, in COPY order.
+const COLUMNS: &[(&str, Type)] = &[
+    ("id", Type::UUID),
+    ("site_id", Type::UUID),
+    ("ts", Type::TIMESTAMPTZ),
+    ("event_type", Type::TEXT),
+    ("name", Type::TEXT),
+    ("visitor_hash", Type::INT8),
+    ("session_hash", Type::INT8),
+    ("hostname", Type::TEXT),
+    ("pathname", Type::TEXT),
+    ("referrer", Type::TEXT),
+    ("referrer_host", Type::TEXT),
+    ("utm_source", Type::TEXT),
+    ("utm_medium", Type::TEXT),
+    ("utm_campaign", Type::TEXT),
+    ("utm_term", Type::TEXT),
+    ("utm_content", Type::TEXT),
+    ("screen_width", Type::INT4),
+    ("screen_height", Type::INT4),
+    ("engaged_ms", Type::INT4),
+    ("scroll_depth", Type::INT2),
+    ("revenue_minor", Type::INT8),
+    ("revenue_currency", Type::TEXT),
+    ("order_id", Type::TEXT),
+    ("target", Type::TEXT),
+    ("user_id", Type::TEXT),
+    ("props", Type::JSONB),
+    ("sensitive", Type::BYTEA),
+];
+
+impl EventStore {
+    /// Stores a batch in one transaction: binary COPY into a per-connection
+    /// staging table, then one insert that skips ids already stored. Returns
+    /// how many events were new. Either all are durable or none are.
+    pub async fn write(&self, events: &[AnonymisedEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let sealed = events.iter().map(|e| self.seal_sensitive(e)).collect::<Result<Vec<_>, _>>()?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .await?;
+        let names = COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        let types = COLUMNS.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+        let sink = tx.copy_in(&format!("COPY events_staging ({names}) FROM STDIN BINARY")).await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for (e, sensitive) in events.iter().zip(&sealed) {
+            let row = EventRow::from_event(e, sensitive.as_deref());
+            writer.as_mut().write(&row.values()).await?;
+        }
+        writer.finish().await?;
+        let inserted = tx
+            .execute(&format!("INSERT INTO events ({names}) SELECT {names} FROM events_staging ON CONFLICT DO NOTHING"), &[])
+            .await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    fn seal_sensitive(&self, e: &AnonymisedEvent) -> Result<Option<Vec<u8>>, CipherError> {
+        if e.sensitive.is_empty() {
+            return Ok(None);
+        }
+        let plain: serde_json::Map<String, serde_json::Value> =
+            e.sensitive.entries().map(|(k, v)| (k.to_owned(), v.into())).collect();
+        let plain = serde_json::to_vec(&plain).unwrap_or_default();
+        self.cipher.encrypt(&plain, e.id.as_uuid().as_bytes()).map(Some)
+    }
+}
+
+/// Owned SQL values of one event, so the COPY row can borrow them.
+struct EventRow<'a> {
+    e: &'a AnonymisedEvent,
+    ts: DateTime<Utc>,
+    visitor: i64,
+    session: i64,
+    revenue_minor: Option<i64>,
+    revenue_currency: Option<&'static str>,
+    props: serde_json::Value,
+    sensitive: Option<&'a [u8]>,
+}
+
+impl<'a> EventRow<'a> {
+    fn from_event(e: &'a AnonymisedEvent, sensitive: Option<&'a [u8]>) -> Self {
+        Self {
+            e,
+            ts: e.timestamp(),
+            visitor: e.visitor.as_i64(),
+            session: e.session.as_i64(),
+            revenue_minor: e.revenue.map(|m| m.minor),
+            revenue_currency: e.revenue.map(|m| m.currency.code()),
+            props: serde_json::to_value(&e.props).unwrap_or_default(),
+            sensitive,
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 27] {
+        let e = self.e;
+        [
+            e.id.as_uuid(),
+            e.site.as_uuid(),
+            &self.ts,
+            &e.event_type,
+            &e.name,
+            &self.visitor,
+            &self.session,
+            &e.hostname,
+            &e.pathname,
+            &e.referrer,
+            &e.referrer_host,
+            &e.utm.source,
+            &e.utm.medium,
+            &e.utm.campaign,
+            &e.utm.term,
+            &e.utm.content,
+            &e.screen_width,
+            &e.screen_height,
+            &e.engaged_ms,
+            &e.scroll_depth,
+            &self.revenue_minor,
+            &self.revenue_currency,
+            &e.order_id,
+            &e.target,
+            &e.user_id,
+            &self.props,
+            &self.sensitive,
+        ]
+    }
+}

@@ -1,0 +1,32 @@
+//! The EngageTrack server library. Every Lambda `main` and the local
+//! `engagetrack` binary wire these pieces; none of them holds logic of its own.
+
+pub mod accounts;
+pub mod client_ip;
+pub mod db;
+pub mod error;
+pub mod field_cipher;
+pub mod ingest;
+pub mod jobs;
+pub mod local_postgres;
+pub mod routes;
+pub mod salt;
+pub mod secrets;
+pub mod seed;
+pub mod sites;
+pub mod state;
+pub mod telemetry;
+
+pub use routes::app;
+pub use state::{AppConfig, AppState};
+
+/// Serves [`app`] on a TCP listener until `shutdown` completes; the local
+/// binary and the integration tests both run it.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

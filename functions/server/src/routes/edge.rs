@@ -1,0 +1,102 @@
+//! The edge routes: `GET /et.js` (the tracker) and `POST /api/e` (beacons).
+//! The Cloudflare worker serves the same two paths at the edge; locally and
+//! in the ingest Lambda these handlers do.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared::Visit;
+use shared::beacon::MAX_BODY_BYTES;
+use sha2::{Digest, Sha256};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::client_ip::client_ip;
+use crate::error::ApiError;
+use crate::ingest::IngestError;
+use crate::state::AppState;
+
+/// The tracker from `sdk/`.
+pub const TRACKER_JS: &str = include_str!("../../../../sdk/src/et.js");
+static TRACKER_ETAG: LazyLock<HeaderValue> =
+    LazyLock::new(|| HeaderValue::from_str(&etag_of(TRACKER_JS.as_bytes())).unwrap_or(HeaderValue::from_static("\"0\"")));
+
+pub fn router() -> Router<AppState> {
+    // Any site may post beacons; `text/plain` needs no preflight, JSON does.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(86_400));
+    Router::new().route("/et.js", get(tracker)).route("/api/e", post(collect).layer(cors))
+}
+
+async fn tracker(headers: HeaderMap) -> Response {
+    let etag = TRACKER_ETAG.clone();
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400, stale-while-revalidate=604800")),
+            (header::ETAG, etag),
+        ],
+        TRACKER_JS,
+    )
+        .into_response()
+}
+
+async fn collect(State(state): State<AppState>, request: Request) -> Result<StatusCode, ApiError> {
+    let (parts, body) = request.into_parts();
+    check_content_type(&parts.headers)?;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let ip = client_ip(&parts.headers, peer, state.config.trust_proxy)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let body = read_limited(body).await?;
+    state
+        .ingest
+        .accept(&body, Visit { ip, user_agent }, chrono::Utc::now())
+        .await
+        .map(|_| StatusCode::ACCEPTED)
+        .map_err(ingest_error)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let essence = ct.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "text/plain" || essence == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the beacon as text/plain or application/json"))
+    }
+}
+
+async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than the {MAX_BODY_BYTES}-byte limit"))
+    })
+}
+
+fn ingest_error(e: IngestError) -> ApiError {
+    match e {
+        IngestError::Beacon(e) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        e @ IngestError::UnknownSite(_) => ApiError::not_found(e.to_string()),
+        e @ IngestError::InactiveSite(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+        IngestError::Unavailable(reason) => {
+            tracing::warn!(%reason, "beacon not stored");
+            ApiError::unavailable("storage is unavailable; retry later")
+        }
+    }
+}
+
+/// A strong validator: the first 96 bits of the script's SHA-256.
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..12]))
+}

@@ -1,0 +1,125 @@
+//! The secrets port. Locally: one JSON file of named random keys, created on
+//! first use with mode 0600. In AWS: Secrets Manager (the deployment issue adds
+//! that adapter; it yields the same [`Secrets`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The AES-256-GCM key for fields encrypted at rest; `-1` is its key id.
+/// Rotation adds `field-key-2`, and so on; the highest id encrypts.
+pub const FIELD_KEY_PREFIX: &str = "field-key-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read or write the secrets file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the secrets file {path} is not a JSON object of hex strings: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("the secrets file {0} is readable by others; chmod 600 it")]
+    TooOpen(PathBuf),
+    #[error("cannot get random bytes from the OS: {0}")]
+    Random(String),
+}
+
+/// Named secret byte strings. `Debug` names the keys, never the bytes.
+#[derive(Clone, Default)]
+pub struct Secrets(BTreeMap<String, Vec<u8>>);
+
+impl Secrets {
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The names every deployment needs, created when missing.
+pub const REQUIRED: &[&str] = &["field-key-1"];
+
+/// Loads the file, adds any missing required secret (32 random bytes) and
+/// writes it back atomically with mode 0600.
+pub fn load_or_create_local(path: &Path) -> Result<Secrets, SecretsError> {
+    let io = |source| SecretsError::Io { path: path.to_owned(), source };
+    let mut values: BTreeMap<String, String> = match std::fs::read(path) {
+        Ok(bytes) => {
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(SecretsError::TooOpen(path.to_owned()));
+            }
+            serde_json::from_slice(&bytes)
+                .map_err(|e| SecretsError::Corrupt { path: path.to_owned(), reason: e.to_string() })?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let mut changed = false;
+    for name in REQUIRED {
+        if !values.contains_key(*name) {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| SecretsError::Random(e.to_string()))?;
+            values.insert((*name).to_owned(), hex::encode(key));
+            changed = true;
+        }
+    }
+    if changed {
+        write_private(path, &values).map_err(io)?;
+    }
+    let decoded = values
+        .into_iter()
+        .map(|(k, v)| {
+            hex::decode(&v)
+                .map(|bytes| (k.clone(), bytes))
+                .map_err(|e| SecretsError::Corrupt { path: path.to_owned(), reason: format!("{k}: {e}") })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Secrets(decoded))
+}
+
+fn write_private(path: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(values).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_with_0600_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/secrets.json");
+        let first = load_or_create_local(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let second = load_or_create_local(&path).unwrap();
+        assert_eq!(first.get("field-key-1").unwrap().len(), 32);
+        assert_eq!(first.get("field-key-1"), second.get("field-key-1"));
+        assert!(!format!("{first:?}").contains(&hex::encode(first.get("field-key-1").unwrap())));
+    }
+
+    #[test]
+    fn refuses_a_world_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        load_or_create_local(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(load_or_create_local(&path), Err(SecretsError::TooOpen(_))));
+    }
+}

@@ -1,0 +1,52 @@
+//! Which sites may send events. Looked up per beacon, so answers are cached
+//! briefly; an unknown site is cached too, so a flood for it stays cheap.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use shared::SiteId;
+
+const TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteStatus {
+    Active,
+    Inactive,
+    Unknown,
+}
+
+pub struct SiteDirectory {
+    pool: Pool,
+    cache: Mutex<HashMap<SiteId, (SiteStatus, Instant)>>,
+}
+
+impl SiteDirectory {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::db::DbError> {
+        if let Some((status, at)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&site) {
+            if at.elapsed() < TTL {
+                return Ok(*status);
+            }
+        }
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("SELECT active AND deleted_at IS NULL FROM sites WHERE id = $1", &[site.as_uuid()])
+            .await?;
+        let status = match row.map(|r| r.get::<_, bool>(0)) {
+            Some(true) => SiteStatus::Active,
+            Some(false) => SiteStatus::Inactive,
+            None => SiteStatus::Unknown,
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(site, (status, Instant::now()));
+        Ok(status)
+    }
+}

@@ -1,0 +1,135 @@
+//! The anonymised event: what leaves the pipeline and is stored. It has no
+//! field that could hold an IP address or a raw User-Agent.
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use crate::beacon::{Money, Props, Sensitive};
+use crate::site::SiteId;
+use crate::visitor::{SessionHash, VisitorHash};
+
+/// A UUIDv7 given by the edge when it first sees an event. Retries reuse it,
+/// storage ignores ids it already has, and the event's time is the id's time,
+/// so one id can only ever mean one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// `random` supplies the 74 random bits; the caller owns the random source
+    /// so this crate stays free of I/O.
+    pub fn new(at: DateTime<Utc>, random: [u8; 10]) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
+    /// The instant the edge received the event (millisecond precision).
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        let b = self.0.as_bytes();
+        let millis = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
+        Utc.timestamp_millis_opt(millis as i64).single().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event id {0} is not a UUIDv7")]
+pub struct NotUuidV7(Uuid);
+
+impl TryFrom<Uuid> for EventId {
+    type Error = NotUuidV7;
+
+    fn try_from(id: Uuid) -> Result<Self, Self::Error> {
+        if id.get_version_num() == 7 { Ok(Self(id)) } else { Err(NotUuidV7(id)) }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Utm {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub term: Option<String>,
+    pub content: Option<String>,
+}
+
+/// Fields that are encrypted at rest (privacy invariant 5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SensitiveFields {
+    pub mailto: Option<Sensitive>,
+    pub tel: Option<Sensitive>,
+    pub email: Option<Sensitive>,
+    pub name: Option<Sensitive>,
+    pub avatar: Option<Sensitive>,
+}
+
+impl SensitiveFields {
+    pub fn is_empty(&self) -> bool {
+        self.entries().next().is_none()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("mailto", &self.mailto),
+            ("tel", &self.tel),
+            ("email", &self.email),
+            ("name", &self.name),
+            ("avatar", &self.avatar),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.expose())))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnonymisedEvent {
+    pub id: EventId,
+    pub site: SiteId,
+    /// `pageview`, `engagement`, … (the beacon's `type`).
+    pub event_type: &'static str,
+    /// The name the dashboard shows: the type, or the owner's own event name.
+    pub name: String,
+    pub visitor: VisitorHash,
+    pub session: SessionHash,
+    pub hostname: String,
+    /// Path only: query strings and fragments can carry personal data.
+    pub pathname: String,
+    /// Scheme, host and path of an external referrer; none for direct or internal traffic.
+    pub referrer: Option<String>,
+    pub referrer_host: Option<String>,
+    pub utm: Utm,
+    pub screen_width: Option<i32>,
+    pub screen_height: Option<i32>,
+    pub engaged_ms: Option<i32>,
+    pub scroll_depth: Option<i16>,
+    pub revenue: Option<Money>,
+    pub order_id: Option<String>,
+    /// Download/outbound URL, or the form's name.
+    pub target: Option<String>,
+    pub user_id: Option<String>,
+    pub props: Props,
+    pub sensitive: SensitiveFields,
+}
+
+impl AnonymisedEvent {
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.id.timestamp()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_carries_its_time() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 29, 12, 30, 5).unwrap();
+        let id = EventId::new(at, [9; 10]);
+        assert_eq!(id.timestamp(), at);
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert!(EventId::try_from(*id.as_uuid()).is_ok());
+        assert!(EventId::try_from(Uuid::nil()).is_err());
+    }
+}

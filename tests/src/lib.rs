@@ -1,0 +1,161 @@
+//! The integration-test harness: the real app on a random port, against a
+//! fresh, uniquely named database on the PostgreSQL at `DATABASE_URL` (or
+//! 127.0.0.1:5432), dropped again when the test ends.
+
+use std::net::SocketAddr;
+
+use engagetrack_server::{AppConfig, AppState, db, secrets};
+use shared::SiteId;
+use tokio_postgres::{Client, Config, NoTls};
+use uuid::Uuid;
+
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server every test database is made on.
+pub fn admin_config() -> Config {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+    url.parse().unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL connection string: {e}"))
+}
+
+async fn connect(config: &Config) -> Client {
+    let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL for tests ({e}); start it or set DATABASE_URL")
+    });
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own for one test, migrated; dropped on `Drop`.
+pub struct TestDb {
+    pub name: String,
+    pub config: Config,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let admin = admin_config();
+        let name = format!("et_test_{}", Uuid::new_v4().simple());
+        connect(&admin).await.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        let mut config = admin.clone();
+        config.dbname(&name);
+        Self { name, config }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.config).await
+    }
+
+    pub fn pool(&self) -> db::Pool {
+        db::pool_from_config(self.config.clone(), 8).expect("pool")
+    }
+
+    /// Every row of every table in the public schema, as JSON text: what a
+    /// database dump would show.
+    pub async fn dump(&self) -> String {
+        let client = self.client().await;
+        let tables = client
+            .query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[])
+            .await
+            .expect("list tables");
+        let mut dump = String::new();
+        for t in tables {
+            let table: String = t.get(0);
+            let rows = client
+                .query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[])
+                .await
+                .expect("dump table");
+            for r in rows {
+                dump.push_str(&table);
+                dump.push(' ');
+                dump.push_str(r.get::<_, &str>(0));
+                dump.push('\n');
+            }
+        }
+        dump
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context; a thread of its own can block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let client = connect(&admin_config()).await;
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub db: TestDb,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _secrets_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(AppConfig::default()).await
+    }
+
+    pub async fn spawn_with(config: AppConfig) -> Self {
+        let db = TestDb::create().await;
+        let pool = db.pool();
+        db::migrate(&pool).await.expect("migrations");
+        let secrets_dir = tempfile::tempdir().expect("tempdir");
+        let secrets = secrets::load_or_create_local(&secrets_dir.path().join("secrets.json")).expect("secrets");
+        let state = AppState::new(pool, &secrets, config).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        tokio::spawn(async move {
+            let _ = engagetrack_server::serve(listener, serving, async { drop(rx.await) }).await;
+        });
+        Self { addr, state, db, shutdown: Some(tx), _secrets_dir: secrets_dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A fresh organisation with one active site.
+    pub async fn create_site(&self) -> SiteId {
+        let client = self.db.client().await;
+        let org = Uuid::new_v4();
+        let site = Uuid::new_v4();
+        let slug = format!("org-{}", &org.simple().to_string()[..12]);
+        client
+            .execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'Test org', $2)", &[&org, &slug])
+            .await
+            .expect("org");
+        client
+            .execute("INSERT INTO sites (id, organization_id, domain, name) VALUES ($1, $2, 'example.com', 'Example')", &[&site, &org])
+            .await
+            .expect("site");
+        SiteId::from_uuid(site)
+    }
+
+    pub async fn count_events(&self, site: SiteId) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM events WHERE site_id = $1", &[site.as_uuid()])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

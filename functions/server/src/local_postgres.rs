@@ -192,8 +192,12 @@ fn run(mut cmd: Command, name: &str) -> Result<Output, LocalPgError> {
 /// `initdb` and `pg_ctl` side by side: on PATH (links resolved), else the
 /// newest `/usr/lib/postgresql/<major>/bin` (Debian does not put them on PATH).
 pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
+    find_bin_dir_in(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+fn find_bin_dir_in(path: Option<std::ffi::OsString>, debian_root: &Path) -> Result<PathBuf, LocalPgError> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    let on_path = std::env::var_os("PATH")
+    let on_path = path
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .filter_map(|dir| dir.join("pg_ctl").canonicalize().ok())
@@ -202,7 +206,7 @@ pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
     if let Some(dir) = on_path {
         return Ok(dir);
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(debian_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -264,6 +268,21 @@ fn check_reachable(dir: &Path) -> Result<(), LocalPgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_newest_debian_major_or_names_the_package() {
+        let root = tempfile::tempdir().unwrap();
+        let empty_path = Some(std::ffi::OsString::from(root.path().join("nothing")));
+        let err = find_bin_dir_in(empty_path.clone(), root.path()).unwrap_err();
+        assert!(err.to_string().contains("apt-get install postgresql"), "{err}");
+        for major in ["9", "15", "13"] {
+            let bin = root.path().join(major).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), "").unwrap();
+            std::fs::write(bin.join("pg_ctl"), "").unwrap();
+        }
+        assert_eq!(find_bin_dir_in(empty_path, root.path()).unwrap(), root.path().join("15/bin"));
+    }
 
     #[test]
     fn socket_dir_is_short() {

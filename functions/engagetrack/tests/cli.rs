@@ -1,0 +1,143 @@
+//! The `engagetrack` binary as a user runs it: its private PostgreSQL
+//! cluster, graceful stop on SIGTERM, data kept across restarts, and the
+//! commands' output contracts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use engagetrack_tests::TestDb;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_engagetrack");
+
+/// A scratch directory the `postgres` user can enter (the cluster runs as
+/// that user when the tests run as root).
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn engagetrack(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATABASE_URL")
+        .env("ENGAGETRACK_DATA_DIR", dir.join("pg"))
+        .env("ENGAGETRACK_SECRETS_FILE", dir.join("secrets.json"))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn last_json_line(mut cmd: Command) -> Value {
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+async fn serve(dir: &Path, port: u16) -> Child {
+    let child = engagetrack(dir)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    for _ in 0..240 {
+        if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("serve did not become healthy");
+}
+
+async fn stop(mut child: Child) {
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(status.success(), "serve exited with {status}");
+}
+
+async fn count_events(dir: &Path) -> i64 {
+    let socket_dir = dir.join("pg.run");
+    let conn = format!("host={} port=5432 user=engagetrack dbname=engagetrack", socket_dir.display());
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn serve_owns_a_private_cluster_stops_it_on_sigterm_and_keeps_data() {
+    let dir = workdir();
+    let mut seed = engagetrack(dir.path());
+    seed.args(["seed-demo", "--days", "2", "--visitors", "30"]);
+    let demo = last_json_line(seed).await;
+    for key in ["site_id", "email", "password", "url"] {
+        assert!(demo[key].is_string(), "{key} missing from {demo}");
+    }
+    assert!(!dir.path().join("pg/postmaster.pid").exists(), "seed-demo stops the cluster it started");
+
+    let port = free_port();
+    let server = serve(dir.path(), port).await;
+    let seeded = count_events(dir.path()).await;
+    assert!(seeded > 0);
+    let beacon = format!(
+        r#"{{"site":"{}","type":"pageview","url":"https://example.com/a","referrer":"https://www.google.com/","title":"A","sid":"cl1-s3ss10n","w":1920,"h":1080}}"#,
+        demo["site_id"].as_str().unwrap()
+    );
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/e"))
+        .header("content-type", "text/plain")
+        .body(beacon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(count_events(dir.path()).await, seeded + 1);
+    stop(server).await;
+    assert!(!dir.path().join("pg/postmaster.pid").exists(), "SIGTERM stops the private cluster");
+
+    let server = serve(dir.path(), port).await;
+    assert_eq!(count_events(dir.path()).await, seeded + 1, "data survives a restart");
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn seed_demo_and_migrate_work_with_database_url_and_no_server() {
+    let db = TestDb::create().await;
+    let url = format!(
+        "host={} port={} user={} dbname={}",
+        match &db.config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        },
+        db.config.get_ports().first().copied().unwrap_or(5432),
+        db.config.get_user().unwrap_or("postgres"),
+        db.name
+    );
+    let dir = workdir();
+    let mut migrate = engagetrack(dir.path());
+    migrate.env("DATABASE_URL", &url).arg("migrate");
+    assert!(!last_json_line(migrate).await["applied"].as_array().unwrap().is_empty());
+    let mut again = engagetrack(dir.path());
+    again.env("DATABASE_URL", &url).arg("migrate");
+    assert_eq!(last_json_line(again).await["applied"], serde_json::json!([]));
+
+    let mut seed = engagetrack(dir.path());
+    seed.env("DATABASE_URL", &url).args(["seed-demo", "--days", "3", "--visitors", "50", "--url", "http://127.0.0.1:9/"]);
+    let demo = last_json_line(seed).await;
+    assert_eq!(demo["url"], "http://127.0.0.1:9/");
+    assert_eq!(demo["email"], "demo@engagetrack.test");
+    let site: uuid::Uuid = demo["site_id"].as_str().unwrap().parse().unwrap();
+    let stored: i64 = db.client().await.query_one("SELECT count(*) FROM events WHERE site_id = $1", &[&site]).await.unwrap().get(0);
+    assert!(stored > 50);
+    assert!(!dir.path().join("pg").exists(), "no private cluster when DATABASE_URL is set");
+}

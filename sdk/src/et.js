@@ -6,37 +6,36 @@
   var site = s.getAttribute("data-site");
   var api = s.getAttribute("data-api") || new URL("/api/e", s.src).href;
   var sid = Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
-  var last, shown = Date.now(), engaged = 0, scroll = 0;
+  var page, visibleSince = d.hidden ? 0 : Date.now(), engaged = 0, scroll = 0;
   function send(type, extra) {
-    var b = { site: site, type: type, url: l.href, sid: sid };
-    for (var k in extra) b[k] = extra[k];
-    var body = JSON.stringify(b);
+    var b = { site: site, type: type, url: l.href, sid: sid }, k;
+    for (k in extra) b[k] = extra[k];
+    b = JSON.stringify(b);
     try {
-      if (!(navigator.sendBeacon && navigator.sendBeacon(api, body)))
-        fetch(api, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } });
+      if (!(navigator.sendBeacon && navigator.sendBeacon(api, b)))
+        fetch(api, { method: "POST", body: b, keepalive: true, headers: { "Content-Type": "text/plain" } });
     } catch (e) {}
   }
-  function pageview() {
-    if (l.href === last) return;
-    flush();
-    last = l.href;
-    send("pageview", { referrer: d.referrer, title: d.title.slice(0, 300), w: screen.width, h: screen.height });
-  }
-  function flush() {
-    if (!last) return;
-    if (!d.hidden) engaged += Date.now() - shown;
-    shown = Date.now();
-    if (engaged > 0) send("engagement", { ms: Math.min(engaged, 86400000), scroll: scroll });
+  // Adds the visible time so far, then reports it for the current page.
+  function report() {
+    if (visibleSince) { engaged += Date.now() - visibleSince; visibleSince = d.hidden ? 0 : Date.now(); }
+    if (page && engaged > 0) send("engagement", { url: page, ms: Math.min(engaged, 86400000), scroll: scroll });
     engaged = 0;
+  }
+  function pageview() {
+    if (l.href === page) return;
+    report();
     scroll = 0;
+    var from = page || d.referrer;
+    page = l.href;
+    send("pageview", { referrer: from, title: d.title.slice(0, 300), w: screen.width, h: screen.height });
   }
   w.addEventListener("scroll", function () {
     var h = d.documentElement.scrollHeight - w.innerHeight;
     scroll = Math.max(scroll, h > 0 ? Math.min(100, Math.round((w.scrollY / h) * 100)) : 100);
   }, { passive: true });
   d.addEventListener("visibilitychange", function () {
-    if (d.hidden) { engaged += Date.now() - shown; var e = engaged; flush(); engaged = 0; if (!e) return; }
-    shown = Date.now();
+    if (d.hidden) report(); else visibleSince = Date.now();
   });
   var push = history.pushState;
   history.pushState = function () { push.apply(this, arguments); pageview(); };

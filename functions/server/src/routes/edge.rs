@@ -22,7 +22,7 @@ use crate::ingest::IngestError;
 use crate::state::AppState;
 
 /// The tracker from `sdk/`.
-pub const TRACKER_JS: &str = include_str!("../../../../sdk/src/et.js");
+pub const TRACKER_JS: &str = include_str!("../../../../sdk/dist/et.js");
 static TRACKER_ETAG: LazyLock<HeaderValue> =
     LazyLock::new(|| HeaderValue::from_str(&etag_of(TRACKER_JS.as_bytes())).unwrap_or(HeaderValue::from_static("\"0\"")));
 

@@ -15,7 +15,7 @@
     var attr = (n) => s.getAttribute("data-" + n);
     var list = (n) => (attr(n) || "").split(",").map((x) => x.trim()).filter(String);
     var VID = /^[\w-]{16,64}$/, SID = /^[\w-]{8,64}$/;
-    var LS = w.localStorage, SS, VK = "et_vid", SK = "et_sid";
+    var LS, SS, VK = "et_vid", SK = "et_sid";
     var site = attr("site");
     var api = attr("api") || new URL("/api/e", s.src).href;
     var storage = attr("persistence") == "storage";
@@ -24,11 +24,8 @@
     var exclude = list("exclude").map(
       (p) => RegExp("^" + p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*") + "$")
     );
-    var ext = RegExp(
-      "\\.(" + (list("download-extensions").join("|") ||
-        "pdf|xlsx?|docx?|pptx?|csv|txt|rtf|zip|rar|7z|gz|dmg|exe|msi|apk|mp3|mp4|mov|wav") + ")$",
-      "i"
-    );
+    var ext = list("download-extensions");
+    ext = ext[0] ? ext : "pdf,xls,xlsx,doc,docx,ppt,pptx,csv,txt,rtf,zip,rar,7z,gz,dmg,exe,msi,apk,mp3,mp4,mov,wav".split(",");
     var now = Date.now;
     // 28 random characters of [0-9a-z]: about 143 bits.
     var rid = () =>
@@ -39,6 +36,7 @@
     var off = !site || (!s.hasAttribute("data-include-localhost") &&
       /^(localhost|127(\.\d+){3}|\[::1\]|)$/.test(l.hostname));
     try {
+      LS = w.localStorage; // throws where storage is blocked
       off = off || LS.getItem("et_ignore") == "true";
     } catch (e) {}
 
@@ -121,7 +119,7 @@
             u.searchParams.set("_et_sid", sid);
             a.href = u.href;
           }
-          if (ext.test(u.pathname) || a.hasAttribute("download")) send("download", { target: a.href });
+          if (ext.includes(u.pathname.split(".").pop().toLowerCase()) || a.hasAttribute("download")) send("download", { target: a.href });
           else if (u.hostname != l.hostname) send("outbound", { target: a.href });
         }
       }
@@ -142,15 +140,15 @@
     if (off) return;
 
     // Cross-domain: adopt the ids a linking site handed over, then clean the URL.
-    if (storage && hosts[0]) {
-      var u = new URL(l.href), q = u.searchParams, v = q.get("_et_vid"), i = q.get("_et_sid");
-      if (v || i) {
+    var u = new URL(l.href), q = u.searchParams, v = q.get("_et_vid"), i = q.get("_et_sid");
+    if (storage && hosts[0] && (v || i)) {
+      q.delete("_et_vid");
+      q.delete("_et_sid");
+      h.replaceState(h.state, "", u.href);
+      try {
         VID.test(v) && LS.setItem(VK, v);
         SID.test(i) && sessionStorage.setItem(SK, i + "." + now());
-        q.delete("_et_vid");
-        q.delete("_et_sid");
-        h.replaceState(h.state, "", u.href);
-      }
+      } catch (e) {}
     }
 
     on("scroll", scroll);
@@ -173,8 +171,8 @@
           return r;
         };
       }
-      on("popstate", pageview);
-      hashMode && on("hashchange", pageview);
+      on("popstate", () => pageview());
+      hashMode && on("hashchange", () => pageview());
       pageview();
     }
     queue.forEach((a) => et(...a));

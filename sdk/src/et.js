@@ -104,7 +104,9 @@
 
     var on = (t, f, o) => (o || w).addEventListener(t, safe(f), true);
 
+    // Primary and middle clicks (a right click opens a menu, not the link).
     var click = (e) => {
+      if (e.button > 1) return;
       var t = e.target, a = t.closest("a[href]"), g = t.closest("[data-et-event]"), u, p;
       if (g) send("click", { name: g.getAttribute("data-et-event").slice(0, 120), props: props(g) });
       if (a) {

@@ -163,6 +163,8 @@ test("automatic events: outbound, downloads, forms, mailto, tel and tagged click
   const site = await S.newSite();
   const body = `
     <a id="out" href="https://partner.example/offer?x=1">partner</a>
+    <a id="mid" href="https://partner.example/middle">middle</a>
+    <a id="right" href="https://partner.example/right">right</a>
     <a id="pdf" href="/files/report.pdf">report</a>
     <a id="dl" href="/files/data.bin" download>data</a>
     <a id="mail" href="mailto:sales@example.com?subject=Hi">mail</a>
@@ -173,7 +175,7 @@ test("automatic events: outbound, downloads, forms, mailto, tel and tagged click
     <form name="contact"><button id="go2">go</button></form>
     <script>
       // The page keeps its visitors here: links and forms do not navigate.
-      document.addEventListener("click", (e) => { if (e.target.closest("a")) e.preventDefault(); });
+      for (const t of ["click", "auxclick"]) document.addEventListener(t, (e) => { if (e.target.closest("a")) e.preventDefault(); });
       document.addEventListener("submit", (e) => e.preventDefault());
     </script>`;
   S.route("/auto/", S.page({ site, body }));
@@ -182,15 +184,21 @@ test("automatic events: outbound, downloads, forms, mailto, tel and tagged click
   await page.goto(S.url("site.test", "/auto/"));
   await S.waitRows(site, count("pageview", 1));
   for (const id of ["out", "pdf", "dl", "mail", "tel", "internal", "inner", "go", "go2"]) await page.click("#" + id);
+  await page.click("#mid", { button: "middle" });
+  await page.click("#right", { button: "right" });
   const rows = await S.waitRows(
     site,
     (r) => ["outbound", "download", "mailto", "tel", "click", "form"].every((t) => ofType(r, t).length) &&
-      ofType(r, "download").length >= 2 && ofType(r, "form").length >= 2,
+      ofType(r, "download").length >= 2 && ofType(r, "form").length >= 2 && ofType(r, "outbound").length >= 2,
     "every automatic event"
   );
   await sleep(500);
   const all = await S.rows(site);
-  assert.deepEqual(ofType(all, "outbound").map((r) => r.target), ["https://partner.example/offer?x=1"]);
+  assert.deepEqual(
+    ofType(all, "outbound").map((r) => r.target).sort(),
+    ["https://partner.example/middle", "https://partner.example/offer?x=1"],
+    "a middle click counts, a right click does not"
+  );
   assert.deepEqual(
     ofType(all, "download").map((r) => r.target).sort(),
     [S.url("site.test", "/files/data.bin"), S.url("site.test", "/files/report.pdf")]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::event::EventType;
 use crate::site::SiteId;
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -29,20 +30,6 @@ pub const MAX_ENGAGED_MS: u64 = 86_400_000;
 /// 10^12 minor units: ten billion dollars in one purchase.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
 
-/// Every event type the privacy policy names, as spelled in the `type` field.
-pub const EVENT_TYPES: &[&str] = &[
-    "pageview",
-    "engagement",
-    "click",
-    "form",
-    "download",
-    "outbound",
-    "mailto",
-    "tel",
-    "purchase",
-    "custom",
-    "identify",
-];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BeaconError {
@@ -52,7 +39,7 @@ pub enum BeaconError {
     Json(String),
     #[error("`site` is not a site id: {0}")]
     BadSite(String),
-    #[error("unknown event type `{0}`; expected one of {types}", types = EVENT_TYPES.join(", "))]
+    #[error("unknown event type `{0}`; expected one of {types}", types = EventType::ALL.map(EventType::as_str).join(", "))]
     UnknownType(String),
     #[error("`{field}` is required for a {kind} event")]
     Missing { field: &'static str, kind: &'static str },
@@ -113,7 +100,8 @@ impl ClientId {
 
 /// Values a site owner should not be able to read in the clear from a database
 /// dump (mailto/tel captures, identify() details). The server encrypts them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Sensitive(String);
 
 impl Sensitive {
@@ -132,15 +120,30 @@ impl fmt::Debug for Sensitive {
 /// (numbers and booleans are kept as their JSON text).
 pub type Props = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Money {
     /// In the currency's minor unit (cents for USD, yen for JPY).
     pub minor: i64,
     pub currency: Currency,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Currency(IsoCurrency);
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+
+    fn try_from(code: String) -> Result<Self, Self::Error> {
+        IsoCurrency::from_code(&code).map(Self).ok_or_else(|| format!("`{code}` is not an ISO 4217 code"))
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> Self {
+        c.code().to_owned()
+    }
+}
 
 impl Currency {
     pub fn code(&self) -> &'static str {
@@ -177,21 +180,25 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Pageview => EventType::Pageview,
+            Self::Engagement { .. } => EventType::Engagement,
+            Self::Click { .. } => EventType::Click,
+            Self::Form { .. } => EventType::Form,
+            Self::Download { .. } => EventType::Download,
+            Self::Outbound { .. } => EventType::Outbound,
+            Self::Mailto { .. } => EventType::Mailto,
+            Self::Tel { .. } => EventType::Tel,
+            Self::Purchase { .. } => EventType::Purchase,
+            Self::Custom { .. } => EventType::Custom,
+            Self::Identify { .. } => EventType::Identify,
+        }
+    }
+
     /// The `type` as spelled on the wire and in storage.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Pageview => "pageview",
-            Self::Engagement { .. } => "engagement",
-            Self::Click { .. } => "click",
-            Self::Form { .. } => "form",
-            Self::Download { .. } => "download",
-            Self::Outbound { .. } => "outbound",
-            Self::Mailto { .. } => "mailto",
-            Self::Tel { .. } => "tel",
-            Self::Purchase { .. } => "purchase",
-            Self::Custom { .. } => "custom",
-            Self::Identify { .. } => "identify",
-        }
+        self.event_type().as_str()
     }
 
     /// The event name shown in the dashboard: the type, or the owner's own
@@ -260,9 +267,9 @@ impl Beacon {
 impl RawBeacon {
     fn into_beacon(mut self) -> Result<Beacon, BeaconError> {
         let kind_name = self.kind.take().ok_or(BeaconError::Missing { field: "type", kind: "any" })?;
-        let kind_name = EVENT_TYPES
-            .iter()
-            .copied()
+        let kind_name = EventType::ALL
+            .map(EventType::as_str)
+            .into_iter()
             .find(|t| *t == kind_name)
             .ok_or(BeaconError::UnknownType(truncate(&kind_name, 40)))?;
         let required = |field, v: Option<String>| v.ok_or(BeaconError::Missing { field, kind: kind_name });
@@ -532,9 +539,9 @@ mod tests {
             r#","type":"custom","name":"Upgrade","revenue":{"amount":500,"currency":"EUR"}"#,
             r#","type":"identify","user":{"id":"u1","email":"a@b.c","name":"Ann","avatar":"https://x/y.png"}"#,
         ];
-        for (case, ty) in cases.iter().zip(EVENT_TYPES) {
+        for (case, ty) in cases.iter().zip(EventType::ALL) {
             let b = Beacon::parse(body(case).as_bytes()).unwrap_or_else(|e| panic!("{case}: {e}"));
-            assert_eq!(b.kind.type_name(), *ty);
+            assert_eq!(b.kind.event_type(), ty);
         }
     }
 

@@ -2,6 +2,7 @@
 //! field that could hold an IP address or a raw User-Agent.
 
 use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::beacon::{Money, Props, Sensitive};
@@ -11,8 +12,15 @@ use crate::visitor::{SessionHash, VisitorHash};
 /// A UUIDv7 given by the edge when it first sees an event. Retries reuse it,
 /// storage ignores ids it already has, and the event's time is the id's time,
 /// so one id can only ever mean one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "Uuid", into = "Uuid")]
 pub struct EventId(Uuid);
+
+impl From<EventId> for Uuid {
+    fn from(id: EventId) -> Self {
+        id.0
+    }
+}
 
 impl EventId {
     /// `random` supplies the 74 random bits; the caller owns the random source
@@ -46,7 +54,7 @@ impl TryFrom<Uuid> for EventId {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Utm {
     pub source: Option<String>,
     pub medium: Option<String>,
@@ -55,8 +63,57 @@ pub struct Utm {
     pub content: Option<String>,
 }
 
+/// The beacon's `type`, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Pageview,
+    Engagement,
+    Click,
+    Form,
+    Download,
+    Outbound,
+    Mailto,
+    Tel,
+    Purchase,
+    Custom,
+    Identify,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 11] = [
+        Self::Pageview,
+        Self::Engagement,
+        Self::Click,
+        Self::Form,
+        Self::Download,
+        Self::Outbound,
+        Self::Mailto,
+        Self::Tel,
+        Self::Purchase,
+        Self::Custom,
+        Self::Identify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pageview => "pageview",
+            Self::Engagement => "engagement",
+            Self::Click => "click",
+            Self::Form => "form",
+            Self::Download => "download",
+            Self::Outbound => "outbound",
+            Self::Mailto => "mailto",
+            Self::Tel => "tel",
+            Self::Purchase => "purchase",
+            Self::Custom => "custom",
+            Self::Identify => "identify",
+        }
+    }
+}
+
 /// Fields that are encrypted at rest (privacy invariant 5).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensitiveFields {
     pub mailto: Option<Sensitive>,
     pub tel: Option<Sensitive>,
@@ -83,12 +140,31 @@ impl SensitiveFields {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// What the edge derived from the request and the beacon: who (roughly)
+/// and from where, never the IP or the User-Agent itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrichment {
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub os_version: Option<String>,
+    /// `desktop`, `mobile` or `tablet`.
+    pub device: Option<String>,
+    /// The referrer's name (`Google`, `Hacker News`) or the UTM source.
+    pub source: Option<String>,
+    /// The marketing channel (`Organic Search`, `Paid Social`, `Direct`, …).
+    pub channel: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnonymisedEvent {
     pub id: EventId,
     pub site: SiteId,
-    /// `pageview`, `engagement`, … (the beacon's `type`).
-    pub event_type: &'static str,
+    pub event_type: EventType,
     /// The name the dashboard shows: the type, or the owner's own event name.
     pub name: String,
     pub visitor: VisitorHash,
@@ -111,6 +187,7 @@ pub struct AnonymisedEvent {
     pub user_id: Option<String>,
     pub props: Props,
     pub sensitive: SensitiveFields,
+    pub enrichment: Enrichment,
 }
 
 impl AnonymisedEvent {

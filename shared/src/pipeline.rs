@@ -1,12 +1,19 @@
-//! Beacon → anonymised event, as a chain of small named steps. The request's
-//! IP and User-Agent enter [`anonymise`] and only their salted hash leaves.
+//! Beacon → anonymised event, as a chain of small named steps:
+//! parse → drop bots → enrich → hash → anonymise. The request's IP and
+//! User-Agent enter here and only their salted hash and the coarse facts
+//! derived from them (browser, OS, device, country, region, city) leave.
 
 use std::net::IpAddr;
 
+use serde::Serialize;
 use url::Url;
 
-use crate::beacon::{Beacon, EventKind};
-use crate::event::{AnonymisedEvent, EventId, SensitiveFields, Utm};
+use crate::beacon::{Beacon, BeaconError, EventKind};
+use crate::bots::{BotFilter, BotReason};
+use crate::event::{AnonymisedEvent, Enrichment, EventId, SensitiveFields, Utm};
+use crate::geo::GeoDatabases;
+use crate::sources::SourceTable;
+use crate::user_agent::UserAgentParser;
 use crate::visitor::{Salt, SessionHash, VisitorHash};
 
 /// What the request itself says about the visitor. Borrowed, never stored.
@@ -16,41 +23,152 @@ pub struct Visit<'a> {
     pub user_agent: &'a str,
 }
 
-/// `salt` must be the salt of the UTC day of `id`'s timestamp.
-pub fn anonymise(beacon: Beacon, visit: Visit<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
-    let visitor = visitor_identity(&beacon, visit, salt);
-    let session = SessionHash::new(beacon.site, beacon.session_id.as_str());
-    let (referrer, referrer_host) = external_referrer(&beacon.page, beacon.referrer.as_ref());
-    let utm = utm_parameters(&beacon.page);
-    let hostname = beacon.page.host_str().unwrap_or_default().to_ascii_lowercase();
-    let pathname = beacon.page.path().to_owned();
-    let name = beacon.kind.event_name().to_owned();
-    let event_type = beacon.kind.type_name();
-    let mut event = AnonymisedEvent {
-        id,
-        site: beacon.site,
-        event_type,
-        name,
-        visitor,
-        session,
-        hostname,
-        pathname,
-        referrer,
-        referrer_host,
-        utm,
-        screen_width: beacon.screen.map(|s| s.width as i32),
-        screen_height: beacon.screen.map(|s| s.height as i32),
-        engaged_ms: None,
-        scroll_depth: None,
-        revenue: None,
-        order_id: None,
-        target: None,
-        user_id: None,
-        props: Default::default(),
-        sensitive: SensitiveFields::default(),
-    };
-    apply_kind(&mut event, beacon.kind);
-    event
+#[derive(Debug, Clone, PartialEq)]
+pub enum Processed {
+    Event(Box<AnonymisedEvent>),
+    Bot(BotReason),
+}
+
+/// Built once (per process, per worker isolate): it holds the compiled bot
+/// patterns, the source table and the geo databases.
+#[derive(Default)]
+pub struct Pipeline {
+    bots: BotFilter,
+    agents: UserAgentParser,
+    sources: SourceTable,
+    geo: GeoDatabases,
+}
+
+/// Everything the pipeline concludes about one request, for `engagetrack
+/// enrich`: the same code as the edge, so owners can see why a visit was
+/// classified (or dropped) as it was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Explanation {
+    pub bot: bool,
+    pub bot_reason: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub os_version: Option<String>,
+    pub device: Option<String>,
+    pub source: Option<String>,
+    pub channel: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+impl Pipeline {
+    pub fn new(geo: GeoDatabases) -> Self {
+        Self { geo, ..Self::default() }
+    }
+
+    /// The whole chain for one beacon. `salt` must be the salt of the UTC
+    /// day of `id`'s timestamp.
+    pub fn process(&self, body: &[u8], visit: Visit<'_>, salt: &Salt, id: EventId) -> Result<Processed, BeaconError> {
+        let beacon = Beacon::parse(body)?;
+        Ok(match self.bot(&beacon, visit) {
+            Some(reason) => Processed::Bot(reason),
+            None => Processed::Event(Box::new(self.anonymise(beacon, visit, salt, id))),
+        })
+    }
+
+    pub fn bot(&self, beacon: &Beacon, visit: Visit<'_>) -> Option<BotReason> {
+        self.bots.check(visit.user_agent, beacon.referrer.as_ref())
+    }
+
+    pub fn anonymise(&self, beacon: Beacon, visit: Visit<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
+        let referrer = external_referrer(&beacon.page, beacon.referrer.as_ref());
+        let utm = utm_parameters(&beacon.page);
+        let enrichment = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit);
+        let visitor = visitor_identity(&beacon, visit, salt);
+        let session = SessionHash::new(beacon.site, beacon.session_id.as_str());
+        let (referrer, referrer_host) = clean_referrer(referrer.as_ref());
+        let mut event = AnonymisedEvent {
+            id,
+            site: beacon.site,
+            event_type: beacon.kind.event_type(),
+            name: beacon.kind.event_name().to_owned(),
+            visitor,
+            session,
+            hostname: beacon.page.host_str().unwrap_or_default().to_ascii_lowercase(),
+            pathname: beacon.page.path().to_owned(),
+            referrer,
+            referrer_host,
+            utm,
+            screen_width: beacon.screen.map(|s| s.width as i32),
+            screen_height: beacon.screen.map(|s| s.height as i32),
+            engaged_ms: None,
+            scroll_depth: None,
+            revenue: None,
+            order_id: None,
+            target: None,
+            user_id: None,
+            props: Default::default(),
+            sensitive: SensitiveFields::default(),
+            enrichment,
+        };
+        apply_kind(&mut event, beacon.kind);
+        event
+    }
+
+    fn enrich(&self, page: &Url, referrer: Option<&Url>, utm: &Utm, visit: Visit<'_>) -> Enrichment {
+        let client = self.agents.parse(visit.user_agent);
+        let attribution = self.sources.attribute(page, referrer, utm);
+        let place = self.geo.lookup(visit.ip).unwrap_or_default();
+        Enrichment {
+            browser: client.browser,
+            browser_version: client.browser_version,
+            os: client.os,
+            os_version: client.os_version,
+            device: client.device.map(|d| d.as_str().to_owned()),
+            source: attribution.source,
+            channel: Some(attribution.channel.as_str().to_owned()),
+            country: place.country,
+            region: place.region,
+            city: place.city,
+        }
+    }
+
+    /// The same steps as [`Pipeline::process`] for loose request facts.
+    pub fn explain(&self, user_agent: &str, ip: Option<IpAddr>, url: Option<&str>, referrer: Option<&str>) -> Explanation {
+        let page = url.and_then(|u| Url::parse(u).ok()).unwrap_or_else(|| Url::parse("http://unknown.invalid/").expect("valid"));
+        let referrer = referrer.filter(|r| !r.is_empty()).and_then(|r| Url::parse(r).ok());
+        let bot = self.bots.check(user_agent, referrer.as_ref());
+        let referrer = external_referrer(&page, referrer.as_ref());
+        let utm = utm_parameters(&page);
+        let client = self.agents.parse(user_agent);
+        let attribution = self.sources.attribute(&page, referrer.as_ref(), &utm);
+        let place = ip.and_then(|ip| self.geo.lookup(ip)).unwrap_or_default();
+        Explanation {
+            bot: bot.is_some(),
+            bot_reason: bot.map(|r| r.to_string()),
+            browser: client.browser,
+            browser_version: client.browser_version,
+            os: client.os,
+            os_version: client.os_version,
+            device: client.device.map(|d| d.as_str().to_owned()),
+            source: attribution.source,
+            channel: Some(attribution.channel.as_str().to_owned()),
+            utm_source: utm.source,
+            utm_medium: utm.medium,
+            utm_campaign: utm.campaign,
+            utm_term: utm.term,
+            utm_content: utm.content,
+            country: place.country,
+            region: place.region,
+            city: place.city,
+            latitude: place.latitude,
+            longitude: place.longitude,
+        }
+    }
 }
 
 /// Storage mode sends a random visitor id; memory mode gets the daily hash.
@@ -62,14 +180,20 @@ fn visitor_identity(beacon: &Beacon, visit: Visit<'_>, salt: &Salt) -> VisitorHa
 }
 
 /// A referrer on the page's own host is navigation, not a source.
-/// The query string is dropped: it can carry search terms or tokens.
-fn external_referrer(page: &Url, referrer: Option<&Url>) -> (Option<String>, Option<String>) {
+fn external_referrer(page: &Url, referrer: Option<&Url>) -> Option<Url> {
+    let referrer = referrer?;
+    let host = |u: &Url| u.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase());
+    if host(referrer).is_some() && host(referrer) == host(page) {
+        return None;
+    }
+    Some(referrer.clone())
+}
+
+/// Stored without query, fragment or credentials: they can carry search
+/// terms, tokens or emails.
+fn clean_referrer(referrer: Option<&Url>) -> (Option<String>, Option<String>) {
     let Some(referrer) = referrer else { return (None, None) };
     let host = referrer.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase());
-    let page_host = page.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase());
-    if host.is_some() && host == page_host {
-        return (None, None);
-    }
     let mut clean = referrer.clone();
     clean.set_query(None);
     clean.set_fragment(None);
@@ -140,11 +264,55 @@ mod tests {
 
     const SITE: &str = "0192f0c1-7a4e-7000-8000-000000000001";
 
-    fn run(body: &str) -> AnonymisedEvent {
-        let beacon = Beacon::parse(body.as_bytes()).unwrap();
-        let visit = Visit { ip: "198.51.100.77".parse().unwrap(), user_agent: "Mozilla/5.0 Test" };
+    const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+
+    fn pipeline() -> Pipeline {
+        let mut geo = GeoDatabases::new();
+        geo.add(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/GeoIP2-City-Test.mmdb")).unwrap()).unwrap();
+        Pipeline::new(geo)
+    }
+
+    fn run_as(body: &str, ip: &str, ua: &str) -> Processed {
+        let visit = Visit { ip: ip.parse().unwrap(), user_agent: ua };
         let id = EventId::new(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap(), [1; 10]);
-        anonymise(beacon, visit, &Salt::from_bytes([3; 32]), id)
+        pipeline().process(body.as_bytes(), visit, &Salt::from_bytes([3; 32]), id).unwrap()
+    }
+
+    fn run(body: &str) -> AnonymisedEvent {
+        match run_as(body, "81.2.69.142", UA) {
+            Processed::Event(e) => *e,
+            Processed::Bot(r) => panic!("dropped as a bot: {r}"),
+        }
+    }
+
+    #[test]
+    fn enriched_from_ua_referrer_and_ip() {
+        let e = run(&format!(
+            r#"{{"site":"{SITE}","type":"pageview","url":"https://example.com/a?utm_campaign=fall","referrer":"https://www.google.com/","sid":"abcdefgh"}}"#
+        ));
+        let en = e.enrichment;
+        assert_eq!((en.browser.as_deref(), en.browser_version.as_deref()), (Some("Chrome"), Some("142")));
+        assert_eq!((en.os.as_deref(), en.device.as_deref()), (Some("Windows"), Some("desktop")));
+        assert_eq!((en.source.as_deref(), en.channel.as_deref()), (Some("Google"), Some("Organic Search")));
+        assert_eq!((en.country.as_deref(), en.region.as_deref(), en.city.as_deref()), (Some("GB"), Some("England"), Some("London")));
+    }
+
+    #[test]
+    fn bots_are_dropped_with_a_reason() {
+        let body = format!(r#"{{"site":"{SITE}","type":"pageview","url":"https://e.com/","sid":"abcdefgh"}}"#);
+        let googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        assert!(matches!(run_as(&body, "66.249.66.1", googlebot), Processed::Bot(BotReason::CrawlerList(_))));
+        assert_eq!(run_as(&body, "66.249.66.1", ""), Processed::Bot(BotReason::EmptyUserAgent));
+    }
+
+    #[test]
+    fn explain_matches_the_event_path() {
+        let x = pipeline().explain(UA, Some("81.2.69.142".parse().unwrap()), Some("https://e.com/?utm_source=news&utm_medium=email"), None);
+        assert!(!x.bot);
+        assert_eq!((x.channel.as_deref(), x.utm_source.as_deref(), x.city.as_deref()), (Some("Email"), Some("news"), Some("London")));
+        let bot = pipeline().explain("curl/8.5.0", None, None, None);
+        assert!(bot.bot);
+        assert!(bot.bot_reason.unwrap().contains("curl"));
     }
 
     #[test]
@@ -158,8 +326,8 @@ mod tests {
         assert_eq!(e.referrer_host.as_deref(), Some("google.com"));
         assert_eq!(e.utm.source.as_deref(), Some("news"));
         assert_eq!(e.utm.campaign.as_deref(), Some("fall"));
-        let dump = format!("{e:?}");
-        for leaked in ["198.51.100.77", "Mozilla", "secret", "x@y.z", "pw"] {
+        let dump = format!("{e:?}") + &serde_json::to_string(&e).unwrap();
+        for leaked in ["81.2.69.142", "Mozilla", "AppleWebKit", "secret", "x@y.z", "pw"] {
             assert!(!dump.contains(leaked), "{leaked} leaked into {dump}");
         }
     }

@@ -47,7 +47,8 @@ impl fmt::Debug for Salt {
 pub struct SaltLengthError(usize);
 
 /// The stored identity of a visitor: 64 bits of a SHA-256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct VisitorHash(i64);
 
 impl VisitorHash {
@@ -91,7 +92,8 @@ impl VisitorHash {
 }
 
 /// The stored identity of a session: the SDK's random session id, compacted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SessionHash(i64);
 
 impl SessionHash {

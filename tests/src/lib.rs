@@ -120,6 +120,11 @@ impl TestApp {
         Self { addr, state, db, shutdown: Some(tx), _secrets_dir: secrets_dir }
     }
 
+    /// The key the edge signs batches with, as the server holds it.
+    pub fn edge_signing_key(&self) -> Vec<u8> {
+        self.state.edge_signing_key.to_vec()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

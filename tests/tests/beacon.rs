@@ -105,7 +105,7 @@ async fn an_inactive_site_is_refused() {
 /// sensitive mailto address) appears anywhere in the database.
 #[tokio::test]
 async fn the_ip_and_user_agent_never_reach_storage() {
-    let app = TestApp::spawn_with(AppConfig { trust_proxy: true }).await;
+    let app = TestApp::spawn_with(AppConfig { trust_proxy: true, ..AppConfig::default() }).await;
     let site = app.create_site().await;
     let ip = "203.0.113.187";
     let mut mailto = pageview(site);

@@ -35,12 +35,12 @@ async fn a_retried_batch_is_stored_once() {
     let app = TestApp::spawn().await;
     let site = app.create_site().await;
     let salt = Salt::from_bytes([5; 32]);
-    let visit = Visit { ip: "198.51.100.1".parse().unwrap(), user_agent: "test" };
+    let visit = Visit { ip: "198.51.100.1".parse().unwrap(), user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0" };
     let mut batch = Vec::new();
     for n in 0..50 {
         let body = format!(r#"{{"site":"{site}","type":"pageview","url":"https://example.com/{n}","sid":"abcdefgh"}}"#);
         let id = EventId::new(Utc::now(), rand_bytes(n));
-        batch.push(app.state.ingest.prepare(body.as_bytes(), visit, id, &salt).await.unwrap());
+        batch.push(app.state.ingest.prepare(body.as_bytes(), visit, id, &salt).await.unwrap().expect("not a bot"));
     }
     let store = app.state.ingest.store();
     assert_eq!(store.write(&batch).await.unwrap(), 50);

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use engagetrack_server::jobs::Job;
 use engagetrack_server::local_postgres::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
-use engagetrack_server::{AppConfig, AppState, db, secrets, telemetry};
+use engagetrack_server::state::load_pipeline;
+use engagetrack_server::{AppConfig, AppState, db, enrich, secrets, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "EngageTrack: privacy-first web analytics, run whole on one machine")]
@@ -23,6 +24,10 @@ struct Cli {
     /// The local secret store: generated once, mode 0600.
     #[arg(long, env = "ENGAGETRACK_SECRETS_FILE", global = true, default_value = ".engagetrack/secrets.json")]
     secrets_file: PathBuf,
+    /// A MaxMind DB for geolocation (GeoIP2/GeoLite2 City, or DB-IP city);
+    /// repeat for DB-IP's separate IPv4 and IPv6 files.
+    #[arg(long = "geo", env = "ENGAGETRACK_GEO", global = true, value_delimiter = ':')]
+    geo_files: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +56,8 @@ enum Command {
     },
     /// Run one scheduled job now (rotate-salt).
     RotateSalt,
+    /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
+    Enrich,
 }
 
 /// The database this run uses, and the private cluster if we started one.
@@ -83,10 +90,15 @@ async fn state(cli: &Cli, url: &str, config: AppConfig) -> anyhow::Result<AppSta
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
+    if let Command::Enrich = cli.command {
+        let pipeline = load_pipeline(&cli.geo_files)?;
+        enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
+        return Ok(());
+    }
     let db = database(&cli).await?;
     match &cli.command {
         Command::Serve { addr, trust_proxy } => {
-            let state = state(&cli, &db.url, AppConfig { trust_proxy: *trust_proxy }).await?;
+            let state = state(&cli, &db.url, AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone() }).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
             let timers = tokio::spawn(run_jobs_on_timers(state.clone()));
@@ -99,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "applied": applied }));
         }
         Command::SeedDemo { days, visitors, url } => {
-            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            let state = state(&cli, &db.url, AppConfig { geo_files: cli.geo_files.clone(), ..AppConfig::default() }).await?;
             let options = SeedOptions { days: *days, visitors: *visitors, ..SeedOptions::default() };
             let demo = seed::seed_demo(&state, chrono::Utc::now(), options).await?;
             eprintln!("demo: {} events sent, {} stored", demo.events_sent, demo.events_stored);
@@ -108,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "site_id": demo.site_id, "email": demo.email, "password": demo.password, "url": url })
             );
         }
+        Command::Enrich => unreachable!("handled before the database"),
         Command::RotateSalt => {
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::RotateSalt.run(&state, chrono::Utc::now()).await?);

@@ -96,6 +96,8 @@ async fn serve_owns_a_private_cluster_stops_it_on_sigterm_and_keeps_data() {
     let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/e"))
         .header("content-type", "text/plain")
+        // A browser's UA: an empty one is dropped as a bot.
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0")
         .body(beacon)
         .send()
         .await

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use shared::beacon::BeaconError;
-use shared::{AnonymisedEvent, Beacon, EventId, Salt, SiteId, Visit, anonymise};
+use shared::batch::Batch;
+use shared::bots::BotReason;
+use shared::{AnonymisedEvent, Beacon, EventId, Pipeline, Salt, SiteId, Visit};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -49,14 +51,38 @@ impl From<StoreError> for IngestError {
 }
 
 pub struct Ingest {
+    pipeline: Arc<Pipeline>,
     sites: SiteDirectory,
     salts: Arc<dyn SaltStore>,
     store: EventStore,
 }
 
+/// What happened to an accepted beacon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    Stored(EventId),
+    /// Dropped on purpose; the sender still gets a 2xx (bots learn nothing).
+    Bot(BotReason),
+}
+
+/// The outcome of a signed batch from the edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchOutcome {
+    /// Events stored by this request.
+    pub stored: u64,
+    /// Events already stored by an earlier delivery of the same ids.
+    pub duplicates: u64,
+    /// Events for unknown or inactive sites, not stored.
+    pub rejected: u64,
+}
+
 impl Ingest {
-    pub fn new(pool: Pool, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>) -> Self {
-        Self { sites: SiteDirectory::new(pool.clone()), salts, store: EventStore { pool, cipher } }
+    pub fn new(pool: Pool, pipeline: Arc<Pipeline>, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>) -> Self {
+        Self { pipeline, sites: SiteDirectory::new(pool.clone()), salts, store: EventStore { pool, cipher } }
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     pub fn store(&self) -> &EventStore {
@@ -67,22 +93,45 @@ impl Ingest {
         &self.salts
     }
 
-    /// One beacon, received now: stored once it returns `Ok`.
-    pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<EventId, IngestError> {
+    /// One beacon, received now: stored once it returns `Ok(Stored)`.
+    pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
         let beacon = Beacon::parse(body)?;
         self.check_site(beacon.site).await?;
+        if let Some(reason) = self.pipeline.bot(&beacon, visit) {
+            return Ok(Accepted::Bot(reason));
+        }
         let id = EventId::new(now, rand::random());
         let salt = self.salts.salt_for(id.timestamp().date_naive(), now).await?;
-        let event = anonymise(beacon, visit, &salt, id);
+        let event = self.pipeline.anonymise(beacon, visit, &salt, id);
         self.store.write(std::slice::from_ref(&event)).await?;
-        Ok(id)
+        Ok(Accepted::Stored(id))
     }
 
     /// Parse, check and anonymise with a given salt, without storing.
-    pub async fn prepare(&self, body: &[u8], visit: Visit<'_>, id: EventId, salt: &Salt) -> Result<AnonymisedEvent, IngestError> {
+    /// `None` when the visit is a bot.
+    pub async fn prepare(&self, body: &[u8], visit: Visit<'_>, id: EventId, salt: &Salt) -> Result<Option<AnonymisedEvent>, IngestError> {
         let beacon = Beacon::parse(body)?;
         self.check_site(beacon.site).await?;
-        Ok(anonymise(beacon, visit, salt, id))
+        if self.pipeline.bot(&beacon, visit).is_some() {
+            return Ok(None);
+        }
+        Ok(Some(self.pipeline.anonymise(beacon, visit, salt, id)))
+    }
+
+    /// A batch the edge already anonymised (its signature checked by the
+    /// caller): events of active sites are stored, once.
+    pub async fn accept_batch(&self, batch: Batch) -> Result<BatchOutcome, IngestError> {
+        let mut outcome = BatchOutcome::default();
+        let mut keep = Vec::with_capacity(batch.events.len());
+        for event in batch.events {
+            match self.sites.status(event.site).await? {
+                SiteStatus::Active => keep.push(event),
+                SiteStatus::Inactive | SiteStatus::Unknown => outcome.rejected += 1,
+            }
+        }
+        outcome.stored = self.store.write(&keep).await?;
+        outcome.duplicates = keep.len() as u64 - outcome.stored;
+        Ok(outcome)
     }
 
     async fn check_site(&self, site: SiteId) -> Result<(), IngestError> {
@@ -138,6 +187,16 @@ const COLUMNS: &[(&str, Type)] = &[
     ("user_id", Type::TEXT),
     ("props", Type::JSONB),
     ("sensitive", Type::BYTEA),
+    ("browser", Type::TEXT),
+    ("browser_version", Type::TEXT),
+    ("os", Type::TEXT),
+    ("os_version", Type::TEXT),
+    ("device", Type::TEXT),
+    ("referrer_source", Type::TEXT),
+    ("channel", Type::TEXT),
+    ("country", Type::TEXT),
+    ("region", Type::TEXT),
+    ("city", Type::TEXT),
 ];
 
 impl EventStore {
@@ -185,6 +244,7 @@ impl EventStore {
 /// Owned SQL values of one event, so the COPY row can borrow them.
 struct EventRow<'a> {
     e: &'a AnonymisedEvent,
+    event_type: &'static str,
     ts: DateTime<Utc>,
     visitor: i64,
     session: i64,
@@ -198,6 +258,7 @@ impl<'a> EventRow<'a> {
     fn from_event(e: &'a AnonymisedEvent, sensitive: Option<&'a [u8]>) -> Self {
         Self {
             e,
+            event_type: e.event_type.as_str(),
             ts: e.timestamp(),
             visitor: e.visitor.as_i64(),
             session: e.session.as_i64(),
@@ -208,13 +269,14 @@ impl<'a> EventRow<'a> {
         }
     }
 
-    fn values(&self) -> [&(dyn ToSql + Sync); 27] {
+    fn values(&self) -> [&(dyn ToSql + Sync); 37] {
         let e = self.e;
+        let en = &e.enrichment;
         [
             e.id.as_uuid(),
             e.site.as_uuid(),
             &self.ts,
-            &e.event_type,
+            &self.event_type,
             &e.name,
             &self.visitor,
             &self.session,
@@ -238,6 +300,16 @@ impl<'a> EventRow<'a> {
             &e.user_id,
             &self.props,
             &self.sensitive,
+            &en.browser,
+            &en.browser_version,
+            &en.os,
+            &en.os_version,
+            &en.device,
+            &en.source,
+            &en.channel,
+            &en.country,
+            &en.region,
+            &en.city,
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod client_ip;
+pub mod enrich;
 pub mod db;
 pub mod error;
 pub mod field_cipher;

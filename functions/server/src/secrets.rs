@@ -44,8 +44,11 @@ impl fmt::Debug for Secrets {
     }
 }
 
+/// The HMAC key the edge signs its batches with (also a worker secret).
+pub const EDGE_SIGNING_KEY: &str = "edge-signing-key";
+
 /// The names every deployment needs, created when missing.
-pub const REQUIRED: &[&str] = &["field-key-1"];
+pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY];
 
 /// Loads the file, adds any missing required secret (32 random bytes) and
 /// writes it back atomically with mode 0600.

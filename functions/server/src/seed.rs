@@ -149,8 +149,10 @@ async fn send_traffic(state: &AppState, site: SiteId, now: DateTime<Utc>, option
                 let id = EventId::new(at, rng.random());
                 let body = serde_json::to_vec(&beacon).unwrap_or_default();
                 let visit = Visit { ip: visitor.ip, user_agent: visitor.user_agent };
-                pending.push(state.ingest.prepare(&body, visit, id, &salt).await?);
-                sent += 1;
+                if let Some(event) = state.ingest.prepare(&body, visit, id, &salt).await? {
+                    pending.push(event);
+                    sent += 1;
+                }
                 if pending.len() >= BATCH {
                     stored += state.ingest.store().write(&pending).await.map_err(IngestError::from)?;
                     pending.clear();

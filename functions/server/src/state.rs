@@ -9,11 +9,14 @@ use crate::field_cipher::FieldCipher;
 use crate::ingest::Ingest;
 use crate::salt::PgSaltStore;
 use crate::secrets::Secrets;
+use shared::Pipeline;
 
 #[derive(Debug, Clone, Default)]
 pub struct AppConfig {
     /// Take the client address from `CF-Connecting-IP` / `X-Forwarded-For`.
     pub trust_proxy: bool,
+    /// MaxMind DB files (GeoIP2/GeoLite2 City or DB-IP city) for geolocation.
+    pub geo_files: Vec<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -21,6 +24,8 @@ pub struct AppState {
     pub pool: Pool,
     pub ingest: Arc<Ingest>,
     pub config: Arc<AppConfig>,
+    /// Verifies the edge's signed batches.
+    pub edge_signing_key: Arc<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +38,33 @@ pub enum StateError {
     Cipher(#[from] crate::field_cipher::CipherError),
     #[error("{0} is not set")]
     MissingEnv(&'static str),
+    #[error("cannot read the geo database {path}: {reason}")]
+    Geo { path: PathBuf, reason: String },
+    #[error("the secret store has no `{0}`")]
+    MissingSecret(&'static str),
+}
+
+/// Loads the geo databases named in the configuration into memory.
+pub fn load_pipeline(geo_files: &[PathBuf]) -> Result<Pipeline, StateError> {
+    let mut geo = shared::geo::GeoDatabases::new();
+    for path in geo_files {
+        let bytes = std::fs::read(path).map_err(|e| StateError::Geo { path: path.clone(), reason: e.to_string() })?;
+        geo.add(bytes).map_err(|e| StateError::Geo { path: path.clone(), reason: e.to_string() })?;
+    }
+    Ok(Pipeline::new(geo))
 }
 
 impl AppState {
     pub fn new(pool: Pool, secrets: &Secrets, config: AppConfig) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let salts = Arc::new(PgSaltStore::new(pool.clone()));
-        let ingest = Arc::new(Ingest::new(pool.clone(), salts, cipher));
-        Ok(Self { pool, ingest, config: Arc::new(config) })
+        let pipeline = Arc::new(load_pipeline(&config.geo_files)?);
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher));
+        let edge_signing_key = secrets
+            .get(crate::secrets::EDGE_SIGNING_KEY)
+            .ok_or(StateError::MissingSecret(crate::secrets::EDGE_SIGNING_KEY))?
+            .to_vec();
+        Ok(Self { pool, ingest, config: Arc::new(config), edge_signing_key: Arc::new(edge_signing_key) })
     }
 
     /// For the Lambdas: `DATABASE_URL`, and secrets from the file named by
@@ -52,6 +76,7 @@ impl AppState {
             .map(PathBuf::from)
             .ok_or(StateError::MissingEnv("ENGAGETRACK_SECRETS_FILE"))?;
         let secrets = crate::secrets::load_or_create_local(&secrets_file)?;
-        Self::new(pool, &secrets, AppConfig { trust_proxy: true })
+        let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files })
     }
 }

@@ -18,7 +18,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
-use crate::ingest::IngestError;
+use crate::ingest::{Accepted, IngestError};
 use crate::state::AppState;
 
 /// The tracker from `sdk/`.
@@ -64,7 +64,12 @@ async fn collect(State(state): State<AppState>, request: Request) -> Result<Stat
         .ingest
         .accept(&body, Visit { ip, user_agent }, chrono::Utc::now())
         .await
-        .map(|_| StatusCode::ACCEPTED)
+        .map(|accepted| {
+            if let Accepted::Bot(reason) = accepted {
+                tracing::debug!(%reason, "bot dropped");
+            }
+            StatusCode::ACCEPTED
+        })
         .map_err(ingest_error)
 }
 
@@ -79,12 +84,16 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than the {MAX_BODY_BYTES}-byte limit"))
+    read_at_most(body, MAX_BODY_BYTES).await
+}
+
+pub(crate) async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than the {limit}-byte limit"))
     })
 }
 
-fn ingest_error(e: IngestError) -> ApiError {
+pub(crate) fn ingest_error(e: IngestError) -> ApiError {
     match e {
         IngestError::Beacon(e) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
         e @ IngestError::UnknownSite(_) => ApiError::not_found(e.to_string()),

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod edge;
 pub mod health;
+pub mod ingest;
 pub mod webhooks;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(edge::router())
+        .merge(ingest::router())
         .merge(api::router())
         .merge(webhooks::router())
         .merge(health::router())
@@ -23,9 +25,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The ingest Lambda: the beacon endpoint and the script.
+/// The ingest Lambda: signed batches from the edge, the beacon endpoint and the script.
 pub fn ingest(state: AppState) -> Router {
-    Router::new().merge(edge::router()).merge(health::router()).layer(TraceLayer::new_for_http()).with_state(state)
+    Router::new()
+        .merge(edge::router())
+        .merge(ingest::router())
+        .merge(health::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// The api Lambda: the dashboard API.

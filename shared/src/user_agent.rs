@@ -1,0 +1,150 @@
+//! User-Agent → browser, OS and device class, with the `woothee` parser
+//! (chosen for cost per parse and wasm size; figures in the README). The
+//! names are normalised to what the dashboard shows.
+
+use woothee::parser::Parser;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub os_version: Option<String>,
+    pub device: Option<Device>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Desktop,
+    Mobile,
+    Tablet,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Desktop => "desktop",
+            Self::Mobile => "mobile",
+            Self::Tablet => "tablet",
+        }
+    }
+}
+
+pub struct UserAgentParser(Parser);
+
+impl Default for UserAgentParser {
+    fn default() -> Self {
+        Self(Parser::new())
+    }
+}
+
+const UNKNOWN: &str = "UNKNOWN";
+
+impl UserAgentParser {
+    pub fn parse(&self, ua: &str) -> Client {
+        let Some(r) = self.0.parse(ua) else { return Client::default() };
+        let known = |s: &str| (!s.is_empty() && s != UNKNOWN).then(|| s.to_owned());
+        let browser = known(r.name).map(|name| browser_name(&name, ua));
+        let browser_version = known(r.version).and_then(|v| major(&v));
+        let (os, os_version) = os_name(r.os, &r.os_version, ua);
+        Client { browser, browser_version, os, os_version, device: device(r.category, ua) }
+    }
+}
+
+/// woothee reports Chromium-based browsers it does not know as Chrome or
+/// Safari; a few big ones are told apart by their own token.
+fn browser_name(name: &str, ua: &str) -> String {
+    let token = |t: &str| ua.contains(t);
+    match name {
+        "Chrome" | "Safari" if token("SamsungBrowser/") => "Samsung Internet".into(),
+        "Chrome" | "Safari" if token("OPR/") => "Opera".into(),
+        "Chrome" | "Safari" if token("YaBrowser/") => "Yandex Browser".into(),
+        "Chrome" | "Safari" if token("Vivaldi/") => "Vivaldi".into(),
+        "Safari" if token("CriOS/") => "Chrome".into(),
+        "Safari" if token("FxiOS/") => "Firefox".into(),
+        "Safari" if token("EdgiOS/") => "Edge".into(),
+        "SamsungBrowser" => "Samsung Internet".into(),
+        other => other.into(),
+    }
+}
+
+fn major(version: &str) -> Option<String> {
+    let m = version.split(['.', '_']).next()?;
+    (!m.is_empty() && m.bytes().all(|b| b.is_ascii_digit())).then(|| m.to_owned())
+}
+
+fn os_name(os: &str, version: &str, ua: &str) -> (Option<String>, Option<String>) {
+    let version = (!version.is_empty() && version != UNKNOWN).then(|| version.replace('_', "."));
+    let (name, version) = match os {
+        "" | UNKNOWN => return (None, None),
+        // "Windows 10" carries its version in the name; "NT 10.0" is 10 or 11.
+        s if s.starts_with("Windows") => {
+            ("Windows", s.strip_prefix("Windows ").filter(|v| !v.is_empty() && !v.starts_with("NT")).map(str::to_owned))
+        }
+        "Mac OSX" | "Mac OS" => ("macOS", version),
+        "iPhone" | "iPad" | "iPod" | "iOS" => ("iOS", version),
+        "ChromeOS" => ("Chrome OS", None),
+        "Android" => ("Android", version.as_deref().and_then(major)),
+        "Linux" if ua.contains("Ubuntu") => ("Ubuntu", None),
+        other => (other, version),
+    };
+    (Some(name.to_owned()), version)
+}
+
+/// woothee's categories, with tablets told apart: iPads, and Android
+/// devices without "Mobile" in their UA (Google's own convention).
+fn device(category: &str, ua: &str) -> Option<Device> {
+    let tablet = ua.contains("iPad") || ua.contains("Tablet") || (ua.contains("Android") && !ua.contains("Mobile"));
+    match category {
+        "pc" => Some(Device::Desktop),
+        "smartphone" | "mobilephone" if tablet => Some(Device::Tablet),
+        "smartphone" | "mobilephone" => Some(Device::Mobile),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(ua: &str) -> (Option<String>, Option<String>, Option<String>, Option<String>, Option<&'static str>) {
+        let c = UserAgentParser::default().parse(ua);
+        (c.browser, c.browser_version, c.os, c.os_version, c.device.map(Device::as_str))
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_owned())
+    }
+
+    #[test]
+    fn real_browsers() {
+        assert_eq!(
+            parse("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"),
+            (s("Chrome"), s("142"), s("Windows"), s("10"), Some("desktop"))
+        );
+        assert_eq!(
+            parse("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Safari/605.1.15"),
+            (s("Safari"), s("18"), s("macOS"), s("10.15.7"), Some("desktop"))
+        );
+        assert_eq!(
+            parse("Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1"),
+            (s("Safari"), s("18"), s("iOS"), s("18.6"), Some("mobile"))
+        );
+        assert_eq!(
+            parse("Mozilla/5.0 (iPad; CPU OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1").4,
+            Some("tablet")
+        );
+        let android = parse("Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/28.0 Chrome/130.0.0.0 Mobile Safari/537.36");
+        assert_eq!((android.0, android.2, android.4), (s("Samsung Internet"), s("Android"), Some("mobile")));
+        let firefox = parse("Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0");
+        assert_eq!((firefox.0, firefox.1, firefox.2, firefox.4), (s("Firefox"), s("145"), s("Linux"), Some("desktop")));
+        let edge = parse("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36 Edg/142.0.0.0");
+        assert_eq!(edge.0, s("Edge"));
+    }
+
+    #[test]
+    fn garbage_is_unknown_not_a_panic() {
+        assert_eq!(UserAgentParser::default().parse("\u{0}\u{ffff}((("), Client::default());
+        assert_eq!(UserAgentParser::default().parse(""), Client::default());
+    }
+}

@@ -593,3 +593,34 @@ mod tests {
         assert!(!format!("{b:?}").contains("secret@example.com"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Arbitrary bytes never panic: they parse or get a reason.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Beacon::parse(&bytes);
+        }
+
+        /// Arbitrary values in every field of a well-formed object never panic.
+        #[test]
+        fn arbitrary_fields_never_panic(
+            kind in "(pageview|engagement|click|form|download|outbound|mailto|tel|purchase|custom|identify|\\PC{0,12})",
+            url in "\\PC{0,80}", sid in "\\PC{0,70}", name in "\\PC{0,130}", amount in "\\PC{0,20}",
+            ms in any::<i64>(), w in any::<i64>(),
+        ) {
+            let body = serde_json::json!({
+                "site": "0192f0c1-7a4e-7000-8000-000000000001", "type": kind, "url": url, "sid": sid,
+                "name": name, "amount": amount, "currency": "USD", "ms": ms, "w": w, "h": w,
+            });
+            let _ = Beacon::parse(body.to_string().as_bytes());
+        }
+    }
+}

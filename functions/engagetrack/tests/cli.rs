@@ -143,3 +143,49 @@ async fn seed_demo_and_migrate_work_with_database_url_and_no_server() {
     assert!(stored > 50);
     assert!(!dir.path().join("pg").exists(), "no private cluster when DATABASE_URL is set");
 }
+
+#[tokio::test]
+async fn enrich_explains_each_line_with_the_edge_pipeline() {
+    use tokio::io::AsyncWriteExt;
+    let geo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/GeoIP2-City-Test.mmdb");
+    let mut child = Command::new(BIN)
+        .args(["enrich", "--geo", geo])
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let input = concat!(
+        r#"{"ua":"Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1","ip":"81.2.69.142","url":"https://shop.example/?utm_source=fb&utm_medium=paid_social&utm_campaign=bf","referrer":"https://l.facebook.com/"}"#,
+        "\n",
+        r#"{"ua":"Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"}"#,
+        "\n{}\n"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let first = &lines[0];
+    for (key, want) in [
+        ("bot", Value::Bool(false)),
+        ("browser", "Safari".into()),
+        ("os", "iOS".into()),
+        ("device", "mobile".into()),
+        ("source", "Facebook".into()),
+        ("channel", "Paid Social".into()),
+        ("utm_campaign", "bf".into()),
+        ("country", "GB".into()),
+        ("region", "England".into()),
+        ("city", "London".into()),
+    ] {
+        assert_eq!(first[key], want, "{key} in {first}");
+    }
+    assert_eq!(lines[1]["bot"], true);
+    assert_eq!(lines[1]["bot_reason"], "crawler list: bingbot");
+    assert_eq!(lines[2]["bot"], true, "no UA at all is not a person");
+    assert_eq!(lines[2]["channel"], "Direct");
+}

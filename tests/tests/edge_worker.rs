@@ -1,0 +1,369 @@
+//! The real edge worker (Rust → wasm32, built by `scripts/build-worker.sh`)
+//! under wrangler dev in local mode (workerd, KV and Queues simulated on
+//! disk) on loopback, forwarding signed batches to a real `TestApp` and its
+//! PostgreSQL. Nothing leaves the machine.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use engagetrack_tests::TestApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::{Salt, SiteId, VisitorHash};
+
+const IP: &str = "203.0.113.219";
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 EdgeDistinctUA-9k2w";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const HEADLESS: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bundle and the tools must be there: a missing bundle is a failure, not a skip.
+fn wrangler() -> PathBuf {
+    let build = repo().join("edge-worker/build");
+    let has_wasm = std::fs::read_dir(&build)
+        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wasm")))
+        .unwrap_or(false);
+    assert!(
+        build.join("index.js").is_file() && has_wasm,
+        "the edge worker bundle is missing from {}: run scripts/build-worker.sh (./dev test does)",
+        build.display()
+    );
+    let wrangler = repo().join("edge-worker/node_modules/.bin/wrangler");
+    assert!(
+        wrangler.is_file(),
+        "wrangler is missing from edge-worker/node_modules: run scripts/build-worker.sh (it installs the worker's npm tools)"
+    );
+    wrangler
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `wrangler dev --local` serving edge-worker/build on 127.0.0.1, its KV and
+/// queue state in a temporary directory; the whole process group is ended on drop.
+struct EdgeWorker {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl EdgeWorker {
+    fn wrangler_command(dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(wrangler());
+        command
+            .current_dir(repo().join("edge-worker"))
+            .args(args)
+            .arg("--config")
+            .arg(repo().join("infra/wrangler.local.toml"))
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("WRANGLER_LOG_PATH", dir.join("wrangler-logs"));
+        command
+    }
+
+    /// `salts` are `(UTC day, salt)` put into the local SALTS namespace before the worker starts.
+    async fn start(ingest: &str, signing_key_hex: &str, salts: &[(chrono::NaiveDate, &Salt)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (day, salt) in salts {
+            let key = format!("salt:{}", day.format("%Y-%m-%d"));
+            let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", &key, &hex(salt.as_bytes())])
+                .args(["--binding", "SALTS", "--local"])
+                .output()
+                .expect("run wrangler kv key put");
+            assert!(out.status.success(), "seeding {key} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // The signing key is a secret: an env file, not a command-line var.
+        let secrets = dir.path().join("secrets.env");
+        std::fs::write(&secrets, format!("EDGE_SIGNING_KEY={signing_key_hex}\n")).expect("write secrets");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("wrangler.log")).expect("log file");
+        let mut command = Self::wrangler_command(
+            dir.path(),
+            &["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"],
+        );
+        command
+            .args(["--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
+            .args(["--var", &format!("INGEST_URL:{ingest}")])
+            .arg("--env-file")
+            .arg(&secrets)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().expect("start wrangler dev");
+        let mut worker = Self { child, port, dir };
+        worker.wait_ready().await;
+        worker
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!("wrangler dev exited ({status}) before serving:\n{}", self.log());
+            }
+            if let Ok(r) = client.get(self.url("/et.js")).timeout(Duration::from_secs(5)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "wrangler dev did not serve within 90 s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(self.dir.path().join("wrangler.log")).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    async fn post(&self, content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/api/e"))
+            .header("content-type", content_type)
+            .header("user-agent", user_agent)
+            .header("origin", "https://customer.example")
+            .header("cf-connecting-ip", IP)
+            .body(body)
+            .send()
+            .await
+            .expect("request to the worker")
+    }
+}
+
+impl Drop for EdgeWorker {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn pageview(site: SiteId) -> Value {
+    json!({"site": site.to_string(), "type": "pageview", "url": "https://example.com/edge?utm_source=news",
+           "referrer": "https://www.google.com/", "title": "Edge", "sid": "edge-s3ss10n", "w": 1280, "h": 800})
+}
+
+fn random_salt() -> Salt {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    Salt::from_bytes(bytes)
+}
+
+/// Today's and tomorrow's salt, so a run across midnight UTC still finds one.
+fn days() -> [chrono::NaiveDate; 2] {
+    let today = Utc::now().date_naive();
+    [today, today.succ_opt().expect("tomorrow")]
+}
+
+async fn wait_for_events(app: &TestApp, site: SiteId, want: i64, worker: &EdgeWorker) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = app.count_events(site).await;
+        if n >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} of {want} events reached PostgreSQL within 30 s; worker log:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let salt = random_salt();
+    let [today, tomorrow] = days();
+    let worker =
+        EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+
+    // The tracker, with a strong ETag and a long cache.
+    let client = reqwest::Client::new();
+    let script = client.get(worker.url("/et.js")).send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
+    assert!(script.headers()["cache-control"].to_str().unwrap().contains("max-age=86400"));
+    let etag = script.headers()["etag"].clone();
+    assert!(etag.to_str().unwrap().starts_with('"'), "a strong ETag: {etag:?}");
+    let served = script.text().await.unwrap();
+    assert_eq!(served, std::fs::read_to_string(repo().join("sdk/dist/et.js")).unwrap(), "the worker serves sdk/dist/et.js");
+    let again = client.get(worker.url("/et.js")).header("if-none-match", etag.clone()).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag);
+
+    // CORS preflight for JSON beacons from any site.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, worker.url("/api/e"))
+        .header("origin", "https://customer.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(preflight.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+
+    // Bots are answered 202 and dropped before anything is forwarded.
+    for bot in [GOOGLEBOT, HEADLESS, ""] {
+        let r = worker.post("text/plain", bot, pageview(site).to_string()).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "bot UA {bot:?}");
+    }
+
+    // A pageview as text/plain (sendBeacon) and a click as JSON.
+    let started = Utc::now();
+    let r = worker.post("text/plain;charset=UTF-8", UA, pageview(site).to_string()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let mut click = pageview(site);
+    click["type"] = json!("click");
+    click["name"] = json!("Signup");
+    click["props"] = json!({"plan": "pro"});
+    let r = worker.post("application/json", UA, click.to_string()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    wait_for_events(&app, site, 2, &worker).await;
+    // Retries must not duplicate: give any stray retry time to land, then count again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count_events(site).await, 2, "exactly the two human events, once each; worker log:\n{}", worker.log());
+
+    let rows = app
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT id, ts, event_type, hostname, pathname, referrer_host, utm_source, visitor_hash \
+             FROM events WHERE site_id = $1 ORDER BY event_type",
+            &[site.as_uuid()],
+        )
+        .await
+        .unwrap();
+    let types: Vec<&str> = rows.iter().map(|r| r.get("event_type")).collect();
+    assert_eq!(types, ["click", "pageview"]);
+    let expected_visitor = VisitorHash::daily(&salt, site, IP.parse().unwrap(), UA).as_i64();
+    for row in &rows {
+        let id: uuid::Uuid = row.get("id");
+        assert_eq!(id.get_version_num(), 7, "the worker gives UUIDv7 ids");
+        let ts: chrono::DateTime<Utc> = row.get("ts");
+        assert!(ts >= started - chrono::Duration::seconds(1) && ts <= Utc::now(), "ts {ts} is the edge's receive time");
+        assert_eq!(row.get::<_, &str>("hostname"), "example.com");
+        assert_eq!(row.get::<_, &str>("pathname"), "/edge");
+        assert_eq!(row.get::<_, Option<&str>>("referrer_host"), Some("google.com"));
+        assert_eq!(row.get::<_, Option<&str>>("utm_source"), Some("news"));
+        assert_eq!(
+            row.get::<_, i64>("visitor_hash"),
+            expected_visitor,
+            "hashed at the edge with the KV salt, CF-Connecting-IP and the UA"
+        );
+    }
+
+    // Privacy invariant 1: neither the IP nor the UA reaches storage or the worker's log.
+    let dump = app.db.dump().await;
+    assert!(dump.contains("Signup"), "the dump holds the events");
+    let log = worker.log();
+    for secret in [IP, "EdgeDistinctUA-9k2w", "Gecko/20100101"] {
+        assert!(!dump.contains(secret), "{secret} reached the database");
+        assert!(!log.contains(secret), "{secret} reached the worker's log");
+    }
+}
+
+#[tokio::test]
+async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let salt = random_salt();
+    let [today, tomorrow] = days();
+    let worker =
+        EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+
+    let mut wrong_type = pageview(site);
+    wrong_type["w"] = json!("wide");
+    let mut no_site = pageview(site);
+    no_site.as_object_mut().unwrap().remove("site");
+    let mut unknown_type = pageview(site);
+    unknown_type["type"] = json!("pageviewz");
+    let oversize = json!({"site": site.to_string(), "type": "pageview", "url": "https://example.com/",
+                          "sid": "abcdefgh", "title": "x".repeat(20_000)});
+    let cases: Vec<(&str, String, &str, StatusCode, &str)> = vec![
+        ("wrong types", wrong_type.to_string(), "text/plain", StatusCode::BAD_REQUEST, "invalid type"),
+        ("missing site", no_site.to_string(), "text/plain", StatusCode::BAD_REQUEST, "`site` is required"),
+        ("invalid JSON", "{\"site\":".into(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
+        ("unknown type", unknown_type.to_string(), "text/plain", StatusCode::BAD_REQUEST, "unknown event type `pageviewz`"),
+        ("oversize", oversize.to_string(), "text/plain", StatusCode::PAYLOAD_TOO_LARGE, "limit"),
+        ("form encoding", pageview(site).to_string(), "application/x-www-form-urlencoded", StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain"),
+        ("empty", String::new(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
+        ("not an object", "[1,2]".into(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
+    ];
+    for (name, body, content_type, status, reason) in cases {
+        let response = worker.post(content_type, UA, body).await;
+        assert_eq!(response.status(), status, "{name}");
+        assert_eq!(response.headers()["access-control-allow-origin"], "*", "{name}: the page can read the reason");
+        let error: Value = response.json().await.unwrap_or_else(|e| panic!("{name}: no JSON error body: {e}"));
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{name}: {message}");
+    }
+
+    // Without CF-Connecting-IP the client is unknown: refused, not hashed with a made-up address.
+    let r = reqwest::Client::new()
+        .post(worker.url("/api/e"))
+        .header("content-type", "text/plain")
+        .header("user-agent", UA)
+        .body(pageview(site).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("CF-Connecting-IP"));
+
+    // A good beacon after the bad ones is the only row.
+    assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
+    wait_for_events(&app, site, 1, &worker).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.count_events(site).await, 1);
+}
+
+#[tokio::test]
+async fn without_the_days_salt_the_worker_answers_503_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let worker = EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[]).await;
+    let r = worker.post("text/plain", UA, pageview(site).to_string()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let error: Value = r.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("salt"), "{error}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.count_events(site).await, 0);
+}

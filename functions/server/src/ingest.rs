@@ -16,6 +16,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::field_cipher::{CipherError, FieldCipher};
+use crate::group_commit::GroupCommitter;
 use crate::salt::{SaltError, SaltStore};
 use crate::sites::{SiteDirectory, SiteStatus};
 
@@ -54,7 +55,8 @@ pub struct Ingest {
     pipeline: Arc<Pipeline>,
     sites: SiteDirectory,
     salts: Arc<dyn SaltStore>,
-    store: EventStore,
+    store: Arc<EventStore>,
+    committer: GroupCommitter,
 }
 
 /// What happened to an accepted beacon.
@@ -78,7 +80,9 @@ pub struct BatchOutcome {
 
 impl Ingest {
     pub fn new(pool: Pool, pipeline: Arc<Pipeline>, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>) -> Self {
-        Self { pipeline, sites: SiteDirectory::new(pool.clone()), salts, store: EventStore { pool, cipher } }
+        let store = Arc::new(EventStore { pool: pool.clone(), cipher });
+        let committer = GroupCommitter::start(store.clone());
+        Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer }
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -103,7 +107,7 @@ impl Ingest {
         let id = EventId::new(now, rand::random());
         let salt = self.salts.salt_for(id.timestamp().date_naive(), now).await?;
         let event = self.pipeline.anonymise(beacon, visit, &salt, id);
-        self.store.write(std::slice::from_ref(&event)).await?;
+        self.committer.commit(event).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
         Ok(Accepted::Stored(id))
     }
 

@@ -7,6 +7,7 @@ pub mod enrich;
 pub mod db;
 pub mod error;
 pub mod field_cipher;
+pub mod group_commit;
 pub mod ingest;
 pub mod jobs;
 pub mod local_postgres;

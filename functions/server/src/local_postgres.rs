@@ -104,6 +104,12 @@ impl LocalCluster {
         self.command("pg_ctl").arg("status").arg("-D").arg(&self.data_dir).output().is_ok_and(|o| o.status.success())
     }
 
+    /// Stops and starts the server (fast mode): every client connection
+    /// breaks, as in a database failover. Tests use it.
+    pub fn restart(&self) -> Result<(), LocalPgError> {
+        self.pg_ctl(&["restart", "-w", "-t", "60", "-m", "fast", "-l"], Some(&self.log_file())).map(drop)
+    }
+
     /// Fast shutdown: clients are disconnected, committed work is on disk.
     pub fn stop(&mut self) -> Result<(), LocalPgError> {
         if !self.started_here {

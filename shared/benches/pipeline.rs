@@ -32,11 +32,20 @@ fn bench(c: &mut Criterion) {
             black_box(pipeline.process(black_box(body), visit, &salt, id).unwrap())
         })
     });
-    let parser = UserAgentParser::default();
-    c.bench_function("user_agent/parse (woothee)", |b| {
+    // Every UA new: the cost when the UA cache misses.
+    c.bench_function("pipeline/pageview, UA cache miss", |b| {
         b.iter(|| {
             n += 1;
-            black_box(parser.parse(black_box(UAS[n % UAS.len()])))
+            let ua = format!("{} Build/{n}", UAS[n % UAS.len()]);
+            let visit = Visit { ip: "81.2.69.142".parse().unwrap(), user_agent: &ua };
+            black_box(pipeline.process(black_box(body), visit, &salt, id).unwrap())
+        })
+    });
+    let parser = UserAgentParser::default();
+    c.bench_function("user_agent/parse_uncached (woothee)", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(parser.parse_uncached(black_box(UAS[n % UAS.len()])))
         })
     });
     let bots = shared::bots::BotFilter::new();

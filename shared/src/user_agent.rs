@@ -2,6 +2,9 @@
 //! (chosen for cost per parse and wasm size; figures in the README). The
 //! names are normalised to what the dashboard shows.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use woothee::parser::Parser;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,11 +33,18 @@ impl Device {
     }
 }
 
-pub struct UserAgentParser(Parser);
+pub struct UserAgentParser {
+    parser: Parser,
+    /// Real traffic repeats a few hundred UAs; a parse costs microseconds.
+    cache: Mutex<HashMap<String, Client>>,
+}
+
+/// Entries kept before the cache starts over (a few MB at most).
+const CACHE_ENTRIES: usize = 4_096;
 
 impl Default for UserAgentParser {
     fn default() -> Self {
-        Self(Parser::new())
+        Self { parser: Parser::new(), cache: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -42,10 +52,28 @@ const UNKNOWN: &str = "UNKNOWN";
 
 impl UserAgentParser {
     pub fn parse(&self, ua: &str) -> Client {
-        let Some(r) = self.0.parse(ua) else { return Client::default() };
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(ua).cloned()) {
+            return hit;
+        }
+        let client = self.parse_uncached(ua);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(ua.to_owned(), client.clone());
+        }
+        client
+    }
+
+    pub fn parse_uncached(&self, ua: &str) -> Client {
+        let Some(r) = self.parser.parse(ua) else { return Client::default() };
         let known = |s: &str| (!s.is_empty() && s != UNKNOWN).then(|| s.to_owned());
         let browser = known(r.name).map(|name| browser_name(&name, ua));
-        let browser_version = known(r.version).and_then(|v| major(&v));
+        // Android WebViews are Chrome, iOS ones Safari: their version is in their own token.
+        let browser_version = match r.name {
+            "Webview" => version_after(ua, "Chrome/").or_else(|| version_after(ua, "Version/")),
+            _ => known(r.version).and_then(|v| major(&v)),
+        };
         let (os, os_version) = os_name(r.os, &r.os_version, ua);
         Client { browser, browser_version, os, os_version, device: device(r.category, ua) }
     }
@@ -64,8 +92,16 @@ fn browser_name(name: &str, ua: &str) -> String {
         "Safari" if token("FxiOS/") => "Firefox".into(),
         "Safari" if token("EdgiOS/") => "Edge".into(),
         "SamsungBrowser" => "Samsung Internet".into(),
+        "Webview" if token("Chrome/") => "Chrome".into(),
+        "Webview" => "Safari".into(),
+        "Safari" if token("OPiOS/") => "Opera".into(),
         other => other.into(),
     }
+}
+
+fn version_after(ua: &str, token: &str) -> Option<String> {
+    let rest = &ua[ua.find(token)? + token.len()..];
+    major(rest.split([' ', ';', ')']).next()?)
 }
 
 fn major(version: &str) -> Option<String> {
@@ -140,6 +176,22 @@ mod tests {
         assert_eq!((firefox.0, firefox.1, firefox.2, firefox.4), (s("Firefox"), s("145"), s("Linux"), Some("desktop")));
         let edge = parse("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36 Edg/142.0.0.0");
         assert_eq!(edge.0, s("Edge"));
+    }
+
+    #[test]
+    fn webviews_are_their_engines_browser() {
+        let android = parse("Mozilla/5.0 (Linux; Android 9; Pixel 2 XL Build/PPP5.180610.010; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/68.0.3440.85 Mobile Safari/537.36");
+        assert_eq!((android.0, android.1), (s("Chrome"), s("68")));
+        let ios = parse("Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148");
+        assert_eq!(ios.0, s("Safari"));
+    }
+
+    #[test]
+    fn cached_and_uncached_agree() {
+        let p = UserAgentParser::default();
+        let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0";
+        assert_eq!(p.parse(ua), p.parse_uncached(ua));
+        assert_eq!(p.parse(ua), p.parse_uncached(ua));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl Candidate for Woothee {
         "woothee 0.13 (+ our normalisation)"
     }
     fn parse(&self, ua: &str) -> Parsed {
-        let c = self.0.parse(ua);
+        let c = self.0.parse_uncached(ua);
         Parsed { browser: c.browser, major: c.browser_version, os: c.os }
     }
 }
@@ -125,6 +125,9 @@ fn main() {
             fam += usize::from(family_ok);
             maj += usize::from(major_ok);
             if MAJOR_BROWSERS.contains(&want.as_str()) {
+                if !major_ok && std::env::var_os("UA_EVAL_SHOW").is_some() && candidate.name().starts_with("woothee") {
+                    eprintln!("want {want} {want_major:?} got {:?} {:?}: {}", got.browser, got.major, case.user_agent_string);
+                }
                 n_major += 1;
                 fam_major += usize::from(family_ok);
                 maj_major += usize::from(major_ok);

@@ -10,7 +10,7 @@ use engagetrack_server::jobs::Job;
 use engagetrack_server::local_postgres::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
 use engagetrack_server::state::load_pipeline;
-use engagetrack_server::{AppConfig, AppState, db, enrich, secrets, telemetry};
+use engagetrack_server::{AppConfig, AppState, db, enrich, rollup, secrets, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "EngageTrack: privacy-first web analytics, run whole on one machine")]
@@ -54,8 +54,15 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/")]
         url: String,
     },
-    /// Run one scheduled job now (rotate-salt).
+    /// Make today's and tomorrow's salts; destroy salts whose day is over.
     RotateSalt,
+    /// Roll up today, yesterday and late days (or only --day YYYY-MM-DD) into daily summaries.
+    Rollup {
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+    },
+    /// Delete raw events past retention, erase accounts deleted 30+ days ago, trim the audit log.
+    Retention,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
 }
@@ -125,17 +132,34 @@ async fn main() -> anyhow::Result<()> {
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::RotateSalt.run(&state, chrono::Utc::now()).await?);
         }
+        Command::Rollup { day } => {
+            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            let started = std::time::Instant::now();
+            let rolled = rollup::rollup_due(&state.pool, chrono::Utc::now(), *day).await?;
+            eprintln!("rolled up {} site-days in {:.2?}", rolled.len(), started.elapsed());
+            println!("{}", serde_json::json!({ "rolled_up": rolled }));
+        }
+        Command::Retention => {
+            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            println!("{}", Job::Retention.run(&state, chrono::Utc::now()).await?);
+        }
     }
     Ok(())
 }
 
-/// The EventBridge schedules' local stand-in.
+/// The EventBridge schedules' local stand-in: salts every 5 minutes,
+/// rollups every hour, retention once a day (each also at start-up).
 async fn run_jobs_on_timers(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-    loop {
+    for n in 0u64.. {
         tick.tick().await;
-        if let Err(e) = Job::RotateSalt.run(&state, chrono::Utc::now()).await {
-            tracing::error!(error = %e, "rotate-salt failed");
+        let due = [(Job::RotateSalt, 1), (Job::Rollup, 12), (Job::Retention, 288)];
+        for (job, every) in due {
+            if n % every == 0 {
+                if let Err(e) = job.run(&state, chrono::Utc::now()).await {
+                    tracing::error!(job = job.name(), error = %e, "job failed");
+                }
+            }
         }
     }
 }

@@ -135,7 +135,31 @@ impl Ingest {
         }
         outcome.stored = self.store.write(&keep).await?;
         outcome.duplicates = keep.len() as u64 - outcome.stored;
+        self.mark_late_days(&keep).await?;
         Ok(outcome)
+    }
+
+    /// Events for a day before today make that day's rollup stale.
+    async fn mark_late_days(&self, events: &[AnonymisedEvent]) -> Result<(), IngestError> {
+        let today = Utc::now().date_naive();
+        let mut late: Vec<(uuid::Uuid, chrono::NaiveDate)> = events
+            .iter()
+            .map(|e| (*e.site.as_uuid(), e.timestamp().date_naive()))
+            .filter(|(_, day)| *day < today)
+            .collect();
+        if late.is_empty() {
+            return Ok(());
+        }
+        late.sort();
+        late.dedup();
+        let client = self.store.pool.get().await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        for (site, day) in late {
+            client
+                .execute("INSERT INTO rollup_dirty (site_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&site, &day])
+                .await
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 
     async fn check_site(&self, site: SiteId) -> Result<(), IngestError> {

@@ -12,14 +12,20 @@ use crate::state::AppState;
 pub enum Job {
     /// Make today's and tomorrow's salts; destroy salts whose day is over.
     RotateSalt,
+    /// Roll up today, yesterday and days with late events.
+    Rollup,
+    /// Delete raw events past retention, erase deleted accounts, trim the audit log.
+    Retention,
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt];
+    pub const ALL: &[Job] = &[Job::RotateSalt, Job::Rollup, Job::Retention];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::RotateSalt => "rotate-salt",
+            Job::Rollup => "rollup",
+            Job::Retention => "retention",
         }
     }
 
@@ -29,6 +35,14 @@ impl Job {
             Job::RotateSalt => {
                 let destroyed = state.ingest.salts().rotate(now).await?;
                 json!({ "job": self.name(), "destroyed_salt_days": destroyed })
+            }
+            Job::Rollup => {
+                let days = crate::rollup::rollup_due(&state.pool, now, None).await?;
+                json!({ "job": self.name(), "rolled_up": days })
+            }
+            Job::Retention => {
+                let purged = crate::retention::run(&state.pool, now).await?;
+                json!({ "job": self.name(), "purged": purged })
             }
         };
         tracing::info!(job = self.name(), %summary, "job finished");
@@ -46,8 +60,10 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, rollup, retention")]
     Unknown(String),
     #[error(transparent)]
     Salt(#[from] crate::salt::SaltError),
+    #[error(transparent)]
+    Rollup(#[from] crate::rollup::RollupError),
 }

@@ -11,6 +11,8 @@ pub mod group_commit;
 pub mod ingest;
 pub mod jobs;
 pub mod local_postgres;
+pub mod retention;
+pub mod rollup;
 pub mod routes;
 pub mod salt;
 pub mod secrets;

@@ -89,9 +89,15 @@ export WASM_OPT_BIN=$WORKER/node_modules/.bin/wasm-opt
 
 say "building the worker (release, wasm32)"
 started=$SECONDS
-(cd "$WORKER" && "$WORKER_BUILD_BIN" --release >&2)
+# no DWARF in the shipped wasm (the workspace's release profile keeps line tables for native backtraces)
+(cd "$WORKER" && CARGO_PROFILE_RELEASE_DEBUG=false "$WORKER_BUILD_BIN" --release >&2)
 wasm=$(ls "$OUT"/*.wasm 2>/dev/null | head -n 1)
 [[ -f $OUT/index.js && -n $wasm ]] || die "worker-build wrote no index.js + .wasm into $OUT"
+# wasm-opt here, not in worker-build (see edge-worker/Cargo.toml): only the
+# features the module declares, so workerd's V8 can compile the result
+"$WASM_OPT_BIN" -O "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+node -e 'new WebAssembly.Module(require("fs").readFileSync(process.argv[1]))' "$wasm" \
+  || die "$wasm does not compile in V8"
 raw=$(stat -c %s "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 say "worker built in $((SECONDS - started)) s: $OUT"

@@ -264,7 +264,8 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
         .client()
         .await
         .query(
-            "SELECT id, ts, event_type, hostname, pathname, referrer_host, utm_source, visitor_hash \
+            "SELECT id, ts, event_type, hostname, pathname, referrer_host, utm_source, visitor_hash, \
+                    country, region, city, browser \
              FROM events WHERE site_id = $1 ORDER BY event_type",
             &[site.as_uuid()],
         )
@@ -287,6 +288,12 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
             expected_visitor,
             "hashed at the edge with the KV salt, CF-Connecting-IP and the UA"
         );
+        assert_eq!(row.get::<_, Option<&str>>("browser"), Some("Firefox"), "enriched at the edge from the UA");
+        // No geo database in the bundle yet: request.cf is the fallback. wrangler
+        // dev (CLOUDFLARE_CF_FETCH_ENABLED=false) gives every request miniflare's
+        // stand-in cf object, which places it in Austin, Texas.
+        let place: [Option<&str>; 3] = [row.get("country"), row.get("region"), row.get("city")];
+        assert_eq!(place, [Some("US"), Some("Texas"), Some("Austin")], "geo from request.cf");
     }
 
     // Privacy invariant 1: neither the IP nor the UA reaches storage or the worker's log.
@@ -335,11 +342,14 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
         assert!(message.contains(reason), "{name}: {message}");
     }
 
-    // Without CF-Connecting-IP the client is unknown: refused, not hashed with a made-up address.
+    // Cloudflare (and wrangler dev) always set CF-Connecting-IP, so a missing
+    // header cannot reach the worker (the rules' unit tests cover it); one
+    // that is not an address is refused, not hashed as if it were one.
     let r = reqwest::Client::new()
         .post(worker.url("/api/e"))
         .header("content-type", "text/plain")
         .header("user-agent", UA)
+        .header("cf-connecting-ip", "not-an-address")
         .body(pageview(site).to_string())
         .send()
         .await

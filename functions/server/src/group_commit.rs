@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ingest::EventStore;
 
 pub const MAX_BATCH: usize = 4_000;
+/// Transactions in flight at once: while one waits for its commit to reach
+/// disk, the next batch is already being copied.
+pub const WRITERS: usize = 4;
 pub const LINGER: Duration = Duration::from_millis(4);
 /// Events waiting at most; beyond it requests are refused with 503.
 pub const QUEUE_CAPACITY: usize = 50_000;
@@ -57,9 +60,10 @@ impl GroupCommitter {
 }
 
 async fn writer(store: Arc<EventStore>, mut rx: mpsc::Receiver<(AnonymisedEvent, Waiter)>) {
-    let mut events = Vec::with_capacity(MAX_BATCH);
-    let mut waiters = Vec::with_capacity(MAX_BATCH);
+    let slots = Arc::new(tokio::sync::Semaphore::new(WRITERS));
     while let Some((event, waiter)) = rx.recv().await {
+        let mut events = Vec::with_capacity(MAX_BATCH);
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
         events.push(event);
         waiters.push(waiter);
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -79,13 +83,17 @@ async fn writer(store: Arc<EventStore>, mut rx: mpsc::Receiver<(AnonymisedEvent,
                 },
             }
         }
-        let outcome = store.write(&events).await.map(drop).map_err(|e| CommitError::Write(e.to_string()));
-        if let Err(e) = &outcome {
-            tracing::warn!(events = events.len(), error = %e, "group commit failed; senders get 503");
-        }
-        for w in waiters.drain(..) {
-            let _ = w.send(outcome.clone());
-        }
-        events.clear();
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let store = store.clone();
+        tokio::spawn(async move {
+            let outcome = store.write(&events).await.map(drop).map_err(|e| CommitError::Write(e.to_string()));
+            drop(slot);
+            if let Err(e) = &outcome {
+                tracing::warn!(events = events.len(), error = %e, "group commit failed; senders get 503");
+            }
+            for w in waiters {
+                let _ = w.send(outcome.clone());
+            }
+        });
     }
 }

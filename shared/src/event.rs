@@ -210,3 +210,58 @@ mod tests {
         assert!(EventId::try_from(Uuid::nil()).is_err());
     }
 }
+
+/// Why a stored-form event is not acceptable (the ingest checks batches from
+/// the edge again: a version skew or a bug must not write nonsense).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("event {id}: {reason}")]
+pub struct InvalidEvent {
+    pub id: String,
+    pub reason: String,
+}
+
+impl AnonymisedEvent {
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        use crate::beacon::{MAX_AMOUNT_MINOR, MAX_ENGAGED_MS, MAX_NAME_LEN, MAX_PROP_KEY_LEN, MAX_PROP_VALUE_LEN, MAX_PROPS, MAX_SCREEN_PX, MAX_TEXT_LEN, MAX_URL_LEN};
+        let fail = |reason: String| Err(InvalidEvent { id: self.id.as_uuid().to_string(), reason });
+        let long = |v: &Option<String>, max: usize| v.as_ref().is_some_and(|s| s.chars().count() > max);
+        if self.hostname.is_empty() || self.hostname.len() > 253 || self.pathname.len() > MAX_URL_LEN || !self.pathname.starts_with('/') {
+            return fail("hostname or pathname out of bounds".into());
+        }
+        if self.name.is_empty() || self.name.chars().count() > MAX_NAME_LEN {
+            return fail("name out of bounds".into());
+        }
+        let texts = [&self.referrer, &self.target];
+        if texts.iter().any(|t| long(t, MAX_URL_LEN)) {
+            return fail("referrer or target too long".into());
+        }
+        let short = [
+            &self.utm.source, &self.utm.medium, &self.utm.campaign, &self.utm.term, &self.utm.content, &self.order_id, &self.user_id,
+            &self.referrer_host, &self.enrichment.browser, &self.enrichment.os, &self.enrichment.source, &self.enrichment.city,
+            &self.enrichment.region, &self.enrichment.country, &self.enrichment.channel, &self.enrichment.device,
+            &self.enrichment.browser_version, &self.enrichment.os_version,
+        ];
+        if short.iter().any(|t| long(t, MAX_TEXT_LEN)) {
+            return fail("a text field is longer than 256 characters".into());
+        }
+        if self.props.len() > MAX_PROPS
+            || self.props.iter().any(|(k, v)| k.is_empty() || k.chars().count() > MAX_PROP_KEY_LEN || v.chars().count() > MAX_PROP_VALUE_LEN)
+        {
+            return fail("props out of bounds".into());
+        }
+        let px = |v: Option<i32>| v.is_some_and(|v| v < 1 || v as u32 > MAX_SCREEN_PX);
+        if px(self.screen_width) || px(self.screen_height) {
+            return fail("screen size out of bounds".into());
+        }
+        if self.engaged_ms.is_some_and(|ms| ms < 0 || ms as u64 > MAX_ENGAGED_MS) || self.scroll_depth.is_some_and(|s| !(0..=100).contains(&s)) {
+            return fail("engagement out of bounds".into());
+        }
+        if (self.event_type == EventType::Engagement) != self.engaged_ms.is_some() {
+            return fail("engaged time belongs to engagement events only".into());
+        }
+        if self.revenue.is_some_and(|m| !(0..=MAX_AMOUNT_MINOR).contains(&m.minor)) {
+            return fail("revenue out of bounds".into());
+        }
+        Ok(())
+    }
+}

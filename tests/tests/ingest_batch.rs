@@ -80,6 +80,11 @@ async fn unsigned_forged_or_stale_batches_are_refused() {
     }
     let garbage = send(&app, b"{\"events\": 7}", &app.edge_signing_key(), now).await;
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let mut bad = events(site, 2);
+    bad.events[1].scroll_depth = Some(400);
+    let invalid = send(&app, &serde_json::to_vec(&bad).unwrap(), &app.edge_signing_key(), now).await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert!(invalid.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("engagement out of bounds"));
     assert_eq!(app.count_events(site).await, 0);
 }
 

@@ -21,6 +21,8 @@ pub enum SaltError {
     Expired(NaiveDate),
     #[error("cannot get random bytes from the OS: {0}")]
     Random(String),
+    #[error("the salt of {0} is older than 48 hours and still exists")]
+    TooOld(NaiveDate),
 }
 
 #[async_trait::async_trait]
@@ -118,6 +120,14 @@ impl SaltStore for PgSaltStore {
             .await
             .map_err(unavailable)?;
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|d, _| *d >= oldest);
+        // The promise is checked, not assumed: no salt may outlive 48 hours.
+        let oldest_left: Option<NaiveDate> = client.query_one("SELECT min(day) FROM salts", &[]).await.map_err(unavailable)?.get(0);
+        if let Some(day) = oldest_left {
+            let age = now - day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+            if age > Duration::hours(48) {
+                return Err(SaltError::TooOld(day));
+            }
+        }
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }

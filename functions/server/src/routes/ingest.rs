@@ -33,5 +33,9 @@ async fn receive_batch(State(state): State<AppState>, request: Request) -> Resul
     if batch.events.len() > batch::MAX_EVENTS {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("at most {} events per batch", batch::MAX_EVENTS)));
     }
+    // Checked again here: the edge may run another version, or be wrong.
+    if let Some(e) = batch.events.iter().find_map(|e| e.validate().err()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()));
+    }
     state.ingest.accept_batch(batch).await.map(Json).map_err(ingest_error)
 }

@@ -95,7 +95,14 @@ wasm=$(ls "$OUT"/*.wasm 2>/dev/null | head -n 1)
 [[ -f $OUT/index.js && -n $wasm ]] || die "worker-build wrote no index.js + .wasm into $OUT"
 # wasm-opt here, not in worker-build (see edge-worker/Cargo.toml): only the
 # features the module declares, so workerd's V8 can compile the result
-"$WASM_OPT_BIN" -O "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+# (about a minute on 2 cores, so its output is cached by the input's hash)
+opt_cache=$ROOT/target/edge-worker-wasm-opt
+key=$(sha256sum "$wasm" | cut -c1-32)
+if [[ ! -f $opt_cache/$key.wasm ]]; then
+  rm -rf "$opt_cache" && mkdir -p "$opt_cache"
+  "$WASM_OPT_BIN" -O "$wasm" -o "$opt_cache/$key.wasm.tmp" && mv "$opt_cache/$key.wasm.tmp" "$opt_cache/$key.wasm"
+fi
+cp "$opt_cache/$key.wasm" "$wasm"
 node -e 'new WebAssembly.Module(require("fs").readFileSync(process.argv[1]))' "$wasm" \
   || die "$wasm does not compile in V8"
 raw=$(stat -c %s "$wasm")

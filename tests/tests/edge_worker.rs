@@ -377,3 +377,131 @@ async fn without_the_days_salt_the_worker_answers_503_and_stores_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.count_events(site).await, 0);
 }
+
+/// An ingest in front of the TestApp that answers the first `fail` batches
+/// with 503 and forwards the rest unchanged (signature headers included);
+/// it records every batch body it was sent.
+struct FlakyIngest {
+    addr: std::net::SocketAddr,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl FlakyIngest {
+    async fn start(target: String, fail: usize) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let seen = seen.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head_len, content_length) = loop {
+                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, len);
+                        }
+                    };
+                    while buf.len() < head_len + content_length {
+                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
+                    let body = buf[head_len..head_len + content_length].to_vec();
+                    let nth = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                        seen.len()
+                    };
+                    let status = if nth <= fail {
+                        503
+                    } else {
+                        let mut request = reqwest::Client::new().post(format!("{target}/ingest/batch")).body(body);
+                        for line in head.lines().skip(1) {
+                            if let Some((name, value)) = line.split_once(':') {
+                                let name = name.trim().to_ascii_lowercase();
+                                if name.starts_with("x-engagetrack-") || name == "content-type" {
+                                    request = request.header(name, value.trim());
+                                }
+                            }
+                        }
+                        request.send().await.map(|r| r.status().as_u16()).unwrap_or(502)
+                    };
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { addr, bodies }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn event_ids(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["events"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// Forwarding fails four times: the worker's in-request retries (with
+/// backoff, inside wait_until) run out, the batch goes to RETRY_QUEUE, and
+/// the queue consumer forwards it: one row, and every attempt carried the
+/// same event id.
+#[tokio::test]
+async fn failed_forwards_are_retried_then_queued_and_stored_once() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let salt = random_salt();
+    let [today, tomorrow] = days();
+    let ingest = FlakyIngest::start(app.url(""), 4).await;
+    let worker =
+        EdgeWorker::start(&ingest.url(), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+
+    let answered = Instant::now();
+    assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
+    assert!(answered.elapsed() < Duration::from_secs(2), "the worker answers before forwarding");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.count_events(site).await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "not stored within 60 s after {} attempts; worker log:\n{}",
+            ingest.event_ids().len(),
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.count_events(site).await, 1);
+    let ids = ingest.event_ids();
+    assert!(ids.len() >= 5, "4 refused attempts, then the one that stored: {ids:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "every retry carries the same event id: {ids:?}");
+    let log = worker.log();
+    assert!(log.contains("RETRY_QUEUE"), "the batch went through the queue; log:\n{log}");
+}

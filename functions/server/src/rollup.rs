@@ -93,11 +93,12 @@ pub async fn rollup_day(pool: &Pool, site: SiteId, day: NaiveDate) -> Result<Day
     // 2. One row per session: its facts and its first event's attribution.
     tx.batch_execute(&format!(
         "CREATE TEMP TABLE r_s ON COMMIT DROP AS
-         WITH page_scroll AS (
-             SELECT visitor_hash, session_no, pathname, max(scroll_depth) AS scroll
-             FROM r_ev WHERE event_type = 'engagement' GROUP BY 1, 2, 3)
-         SELECT s.*, coalesce((SELECT sum(scroll) FROM page_scroll p
-                               WHERE p.visitor_hash = s.visitor_hash AND p.session_no = s.session_no), 0) AS scroll_sum
+         WITH session_scroll AS (
+             SELECT visitor_hash, session_no, sum(scroll) AS scroll_sum
+             FROM (SELECT visitor_hash, session_no, pathname, max(scroll_depth) AS scroll
+                   FROM r_ev WHERE event_type = 'engagement' GROUP BY 1, 2, 3) p
+             GROUP BY 1, 2)
+         SELECT s.*, coalesce(sc.scroll_sum, 0) AS scroll_sum
          FROM (
              SELECT visitor_hash, session_no,
                  count(*) FILTER (WHERE event_type = 'pageview') AS pageviews,
@@ -126,9 +127,12 @@ pub async fn rollup_day(pool: &Pool, site: SiteId, day: NaiveDate) -> Result<Day
                  (array_agg(CASE WHEN screen_width IS NULL THEN NULL
                                  WHEN screen_width < 576 THEN 'Mobile' WHEN screen_width < 992 THEN 'Tablet'
                                  WHEN screen_width < 1440 THEN 'Laptop' ELSE 'Desktop' END ORDER BY ts, id))[1] AS screen
-             FROM r_ev GROUP BY visitor_hash, session_no) s"
+             FROM r_ev GROUP BY visitor_hash, session_no) s
+         LEFT JOIN session_scroll sc USING (visitor_hash, session_no)"
     ))
     .await?;
+    // Temporary tables get no statistics by themselves; the planner needs them.
+    tx.batch_execute("ANALYZE r_ev; ANALYZE r_s").await?;
     tx.execute("DELETE FROM daily_rollups WHERE site_id = $1 AND day = $2", &[&site_id, &day]).await?;
     // 3. Totals and session dimensions.
     let mut rows = tx

@@ -90,7 +90,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let path = req.path();
     let answer = match (req.method(), path.as_str()) {
         (Method::Get | Method::Head, "/et.js") => tracker(&req),
-        (Method::Post, "/api/e") => collect(req, &env, &ctx).await.map_err(|r| r.into()),
+        (Method::Post, "/api/e") => collect(req, &env, &ctx).await,
         (Method::Options, "/api/e") => preflight(),
         (_, "/et.js" | "/api/e") => Err(Refusal::new(405, "method not allowed").into()),
         _ => Err(Refusal::new(404, "not found").into()),
@@ -116,6 +116,10 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::
     for message in messages {
         match forward_once(&env, message.body()).await {
             Ok(()) => message.ack(),
+            Err(ForwardError { outcome: Outcome::Refused, reason }) => {
+                console_error!("queued batch dropped: {reason}");
+                message.ack();
+            }
             Err(reason) => {
                 let age_ms = Date::now().as_millis().saturating_sub(message.timestamp().as_millis());
                 let delay = rules::queue_retry_delay(age_ms / 1000);
@@ -263,8 +267,8 @@ async fn salt_of_day(env: &Env, at: DateTime<Utc>) -> Result<Salt, Failure> {
 }
 
 /// Runs inside `wait_until`: forward with backoff, else put the batch on the
-/// retry queue; a batch the ingest refuses for good (4xx) is queued too, so
-/// it ends in the dead-letter queue rather than vanishing.
+/// retry queue. A batch the ingest refuses for good is dropped with a log
+/// line: retrying cannot change the answer.
 async fn forward_or_queue(env: &Env, body: String) {
     let mut last = String::new();
     for wait in rules::FORWARD_BACKOFF {
@@ -274,8 +278,8 @@ async fn forward_or_queue(env: &Env, body: String) {
         match forward_once(env, &body).await {
             Ok(()) => return,
             Err(ForwardError { outcome: Outcome::Refused, reason }) => {
-                last = reason;
-                break;
+                console_error!("batch dropped: {reason}");
+                return;
             }
             Err(ForwardError { reason, .. }) => last = reason,
         }

@@ -128,13 +128,17 @@ pub const FORWARD_BACKOFF: [Duration; 4] =
 pub enum Outcome {
     Stored,
     Retry,
+    /// The ingest read the batch and will never take it (an unknown or
+    /// inactive site, an event it finds invalid): dropped with a log line.
     Refused,
 }
 
 pub fn outcome(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Stored,
-        408 | 425 | 429 => Outcome::Retry,
+        // 401/403: a signing-key mismatch (rotation, misconfiguration) is
+        // fixable, so the batch waits in the queue rather than being lost.
+        401 | 403 | 408 | 425 | 429 => Outcome::Retry,
         400..=499 => Outcome::Refused,
         _ => Outcome::Retry,
     }
@@ -212,7 +216,9 @@ mod tests {
         assert_eq!(outcome(202), Outcome::Stored);
         assert_eq!(outcome(503), Outcome::Retry);
         assert_eq!(outcome(429), Outcome::Retry);
-        assert_eq!(outcome(401), Outcome::Refused);
+        assert_eq!(outcome(401), Outcome::Retry);
+        assert_eq!(outcome(404), Outcome::Refused);
+        assert_eq!(outcome(400), Outcome::Refused);
         assert_eq!(queue_retry_delay(0), 10);
         assert_eq!(queue_retry_delay(40), 40);
         assert_eq!(queue_retry_delay(100_000), 900);

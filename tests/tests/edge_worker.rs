@@ -357,11 +357,19 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("CF-Connecting-IP"));
 
+    // The edge has no site directory: a beacon for an unknown site is
+    // accepted there and refused by the ingest, so it is never stored.
+    let mut unknown_site = pageview(site);
+    unknown_site["site"] = json!("00000000-0000-4000-8000-000000000000");
+    assert_eq!(worker.post("text/plain", UA, unknown_site.to_string()).await.status(), StatusCode::ACCEPTED);
+
     // A good beacon after the bad ones is the only row.
     assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
     wait_for_events(&app, site, 1, &worker).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.count_events(site).await, 1);
+    let all: i64 = app.db.client().await.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(all, 1, "nothing else reached the events table");
 }
 
 #[tokio::test]

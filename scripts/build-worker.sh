@@ -43,7 +43,8 @@ cargo_tool() { # crate version binary
 # wasm32-unknown-unknown: rustup's target, else Debian's rustc-web with
 # -Zbuild-std (see shared/recipes/wasm32-toolchain-fallback.sh in the project notes).
 wasm32_toolchain() {
-  if command -v rustup >/dev/null; then
+  # ENGAGETRACK_WASM_FALLBACK=1 takes the fallback even where rustup works (to test it)
+  if command -v rustup >/dev/null && [[ ${ENGAGETRACK_WASM_FALLBACK:-0} != 1 ]]; then
     rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown && return 0
     say "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown >&2 && return 0
@@ -64,8 +65,9 @@ wasm32_toolchain() {
   printf '#!/bin/sh\nexec /usr/bin/rustc --sysroot %s/sysroot "$@"\n' "$w" >"$w/bin/rustc"
   printf '#!/bin/sh\nexport RUSTC=%s/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort\nexec /usr/bin/cargo "$@"\n' "$w" >"$w/bin/cargo"
   chmod +x "$w/bin/rustc" "$w/bin/cargo"
-  # rustup's cargo is first on PATH: the wrappers must come before it
-  export PATH=$w/bin:$PATH
+  # rustup's cargo is first on PATH: the wrappers must come before it, but only
+  # for the wasm build (cargo install of the host tools must not use build-std)
+  WASM_PATH_PREFIX=$w/bin
 }
 
 npm_tools() {
@@ -75,6 +77,7 @@ npm_tools() {
   fi
 }
 
+WASM_PATH_PREFIX=
 wasm32_toolchain
 WASM_BINDGEN_VERSION=$(locked_version wasm-bindgen)
 WORKER_VERSION=$(locked_version worker)
@@ -90,7 +93,8 @@ export WASM_OPT_BIN=$WORKER/node_modules/.bin/wasm-opt
 say "building the worker (release, wasm32)"
 started=$SECONDS
 # no DWARF in the shipped wasm (the workspace's release profile keeps line tables for native backtraces)
-(cd "$WORKER" && CARGO_PROFILE_RELEASE_DEBUG=false "$WORKER_BUILD_BIN" --release >&2)
+(cd "$WORKER" && PATH=${WASM_PATH_PREFIX:+$WASM_PATH_PREFIX:}$PATH CARGO_PROFILE_RELEASE_DEBUG=false \
+  "$WORKER_BUILD_BIN" --release >&2)
 wasm=$(ls "$OUT"/*.wasm 2>/dev/null | head -n 1)
 [[ -f $OUT/index.js && -n $wasm ]] || die "worker-build wrote no index.js + .wasm into $OUT"
 # wasm-opt here, not in worker-build (see edge-worker/Cargo.toml): only the

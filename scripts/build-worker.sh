@@ -68,6 +68,8 @@ wasm32_toolchain() {
   # rustup's cargo is first on PATH: the wrappers must come before it, but only
   # for the wasm build (cargo install of the host tools must not use build-std)
   WASM_PATH_PREFIX=$w/bin
+  # another rustc: keep its artifacts apart from rustup's
+  export CARGO_TARGET_DIR=$ROOT/target/wasm32-fallback
 }
 
 npm_tools() {

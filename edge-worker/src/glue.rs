@@ -9,7 +9,7 @@
 //!
 //! Nothing here logs an IP address, a User-Agent or a beacon body.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,7 +17,7 @@ use futures_util::future::{Either, select};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::geo::GeoDatabases;
 use shared::pipeline::{Pipeline, Processed};
-use shared::{EventId, Salt, Visit};
+use shared::{AnonymisedEvent, EventId, Salt, Visit};
 use worker::{
     Context, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder,
     Request, RequestInit, Response, console_error, console_log, event, wasm_bindgen::JsValue,
@@ -41,7 +41,16 @@ thread_local! {
     static PIPELINE: Pipeline = Pipeline::new(geo_databases());
     /// The last salt read from KV: (key, salt, read at ms).
     static SALT_CACHE: RefCell<Option<(String, Salt, u64)>> = const { RefCell::new(None) };
+    /// Events accepted by this isolate and not yet handed to a flush.
+    static PENDING: RefCell<Vec<AnonymisedEvent>> = const { RefCell::new(Vec::new()) };
+    /// Whether a flush is waiting (in some request's `wait_until`) to take `PENDING`.
+    static FLUSH_SCHEDULED: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Events arriving this close together in one isolate go out as one batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
+/// The most events one batch carries (the ingest takes up to `batch::MAX_EVENTS`).
+const MAX_BATCH_EVENTS: usize = 500;
 
 /// The seam for geolocation from database bytes (issue item 2: a bundled
 /// country DB, or bytes fetched once per isolate from an R2/KV binding and
@@ -226,11 +235,31 @@ async fn collect(mut req: Request, env: &Env, ctx: &Context) -> Result<Response,
         Processed::Bot(_) => accepted(),
         Processed::Event(mut event) => {
             geo.fill(&mut event.enrichment);
-            let body = serde_json::to_string(&Batch { events: vec![*event] })
-                .map_err(|e| worker::Error::RustError(format!("batch does not serialise: {e}")))?;
-            let env = env.clone();
-            ctx.wait_until(async move { forward_or_queue(&env, body).await });
+            PENDING.with(|p| p.borrow_mut().push(*event));
+            // The first event of a window schedules the flush in its own
+            // request's wait_until; later ones only join the pending list.
+            if !FLUSH_SCHEDULED.replace(true) {
+                let env = env.clone();
+                ctx.wait_until(async move { flush(&env).await });
+            }
             accepted()
+        }
+    }
+}
+
+/// Waits [`BATCH_WINDOW`], then forwards everything pending as signed
+/// batches. Only plain data crosses requests: each request's I/O stays in
+/// the request that scheduled it.
+async fn flush(env: &Env) {
+    Delay::from(BATCH_WINDOW).await;
+    FLUSH_SCHEDULED.set(false);
+    let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let batch = Batch { events: events.by_ref().take(MAX_BATCH_EVENTS).collect() };
+        match serde_json::to_string(&batch) {
+            Ok(body) => forward_or_queue(env, body).await,
+            Err(e) => console_error!("{} events lost: the batch does not serialise: {e}", batch.events.len()),
         }
     }
 }

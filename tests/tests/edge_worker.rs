@@ -466,6 +466,10 @@ impl FlakyIngest {
         format!("http://{}", self.addr)
     }
 
+    fn batch_sizes(&self) -> Vec<usize> {
+        self.bodies.lock().unwrap().iter().map(|b| b["events"].as_array().map_or(0, Vec::len)).collect()
+    }
+
     fn event_ids(&self) -> Vec<String> {
         self.bodies
             .lock()
@@ -512,4 +516,40 @@ async fn failed_forwards_are_retried_then_queued_and_stored_once() {
     assert!(ids.iter().all(|id| *id == ids[0]), "every retry carries the same event id: {ids:?}");
     let log = worker.log();
     assert!(log.contains("RETRY_QUEUE"), "the batch went through the queue; log:\n{log}");
+}
+
+/// Beacons arriving together in one isolate leave it as one signed batch
+/// (a 100 ms window), and each is stored once.
+#[tokio::test]
+async fn beacons_arriving_together_share_a_batch() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let salt = random_salt();
+    let [today, tomorrow] = days();
+    let ingest = FlakyIngest::start(app.url(""), 0).await;
+    let worker =
+        EdgeWorker::start(&ingest.url(), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+
+    let client = reqwest::Client::new();
+    let mut posts = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let mut body = pageview(site);
+        body["url"] = json!(format!("https://example.com/page-{n}"));
+        let request = client
+            .post(worker.url("/api/e"))
+            .header("content-type", "text/plain")
+            .header("user-agent", UA)
+            .header("cf-connecting-ip", IP)
+            .body(body.to_string());
+        posts.spawn(async move { request.send().await.expect("post").status() });
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::ACCEPTED);
+    }
+    wait_for_events(&app, site, 6, &worker).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.count_events(site).await, 6);
+    let sizes = ingest.batch_sizes();
+    assert_eq!(sizes.iter().sum::<usize>(), 6, "each event forwarded once: {sizes:?}");
+    assert!(sizes.len() < 6, "concurrent beacons were batched together: {sizes:?}");
 }

@@ -11,7 +11,7 @@ use url::Url;
 use crate::beacon::{Beacon, BeaconError, EventKind};
 use crate::bots::{BotFilter, BotReason};
 use crate::event::{AnonymisedEvent, Enrichment, EventId, SensitiveFields, Utm};
-use crate::geo::GeoDatabases;
+use crate::geo::{GeoDatabases, Location};
 use crate::sources::SourceTable;
 use crate::user_agent::UserAgentParser;
 use crate::visitor::{Salt, SessionHash, VisitorHash};
@@ -46,21 +46,13 @@ pub struct Pipeline {
 pub struct Explanation {
     pub bot: bool,
     pub bot_reason: Option<String>,
-    pub browser: Option<String>,
-    pub browser_version: Option<String>,
-    pub os: Option<String>,
-    pub os_version: Option<String>,
-    pub device: Option<String>,
-    pub source: Option<String>,
-    pub channel: Option<String>,
+    #[serde(flatten)]
+    pub enrichment: Enrichment,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
     pub utm_term: Option<String>,
     pub utm_content: Option<String>,
-    pub country: Option<String>,
-    pub region: Option<String>,
-    pub city: Option<String>,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
 }
@@ -87,7 +79,7 @@ impl Pipeline {
     pub fn anonymise(&self, beacon: Beacon, visit: Visit<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
         let referrer = external_referrer(&beacon.page, beacon.referrer.as_ref());
         let utm = utm_parameters(&beacon.page);
-        let enrichment = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit);
+        let (enrichment, _) = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit.user_agent, Some(visit.ip));
         let visitor = visitor_identity(&beacon, visit, salt);
         let session = SessionHash::new(beacon.site, beacon.session_id.as_str());
         let (referrer, referrer_host) = clean_referrer(referrer.as_ref());
@@ -119,11 +111,11 @@ impl Pipeline {
         event
     }
 
-    fn enrich(&self, page: &Url, referrer: Option<&Url>, utm: &Utm, visit: Visit<'_>) -> Enrichment {
-        let client = self.agents.parse(visit.user_agent);
+    fn enrich(&self, page: &Url, referrer: Option<&Url>, utm: &Utm, user_agent: &str, ip: Option<IpAddr>) -> (Enrichment, Location) {
+        let client = self.agents.parse(user_agent);
         let attribution = self.sources.attribute(page, referrer, utm);
-        let place = self.geo.lookup(visit.ip).unwrap_or_default();
-        Enrichment {
+        let place = ip.and_then(|ip| self.geo.lookup(ip)).unwrap_or_default();
+        let enrichment = Enrichment {
             browser: client.browser,
             browser_version: client.browser_version,
             os: client.os,
@@ -131,10 +123,11 @@ impl Pipeline {
             device: client.device.map(|d| d.as_str().to_owned()),
             source: attribution.source,
             channel: Some(attribution.channel.as_str().to_owned()),
-            country: place.country,
-            region: place.region,
-            city: place.city,
-        }
+            country: place.country.clone(),
+            region: place.region.clone(),
+            city: place.city.clone(),
+        };
+        (enrichment, place)
     }
 
     /// The same steps as [`Pipeline::process`] for loose request facts.
@@ -144,27 +137,16 @@ impl Pipeline {
         let bot = self.bots.check(user_agent, referrer.as_ref());
         let referrer = external_referrer(&page, referrer.as_ref());
         let utm = utm_parameters(&page);
-        let client = self.agents.parse(user_agent);
-        let attribution = self.sources.attribute(&page, referrer.as_ref(), &utm);
-        let place = ip.and_then(|ip| self.geo.lookup(ip)).unwrap_or_default();
+        let (enrichment, place) = self.enrich(&page, referrer.as_ref(), &utm, user_agent, ip);
         Explanation {
             bot: bot.is_some(),
             bot_reason: bot.map(|r| r.to_string()),
-            browser: client.browser,
-            browser_version: client.browser_version,
-            os: client.os,
-            os_version: client.os_version,
-            device: client.device.map(|d| d.as_str().to_owned()),
-            source: attribution.source,
-            channel: Some(attribution.channel.as_str().to_owned()),
+            enrichment,
             utm_source: utm.source,
             utm_medium: utm.medium,
             utm_campaign: utm.campaign,
             utm_term: utm.term,
             utm_content: utm.content,
-            country: place.country,
-            region: place.region,
-            city: place.city,
             latitude: place.latitude,
             longitude: place.longitude,
         }
@@ -309,7 +291,7 @@ mod tests {
     fn explain_matches_the_event_path() {
         let x = pipeline().explain(UA, Some("81.2.69.142".parse().unwrap()), Some("https://e.com/?utm_source=news&utm_medium=email"), None);
         assert!(!x.bot);
-        assert_eq!((x.channel.as_deref(), x.utm_source.as_deref(), x.city.as_deref()), (Some("Email"), Some("news"), Some("London")));
+        assert_eq!((x.enrichment.channel.as_deref(), x.utm_source.as_deref(), x.enrichment.city.as_deref()), (Some("Email"), Some("news"), Some("London")));
         let bot = pipeline().explain("curl/8.5.0", None, None, None);
         assert!(bot.bot);
         assert!(bot.bot_reason.unwrap().contains("curl"));

@@ -97,14 +97,13 @@ async fn state(cli: &Cli, url: &str, config: AppConfig) -> anyhow::Result<AppSta
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
-    if let Command::Enrich = cli.command {
-        let pipeline = load_pipeline(&cli.geo_files)?;
-        enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
-        return Ok(());
-    }
-    let db = database(&cli).await?;
     match &cli.command {
+        Command::Enrich => {
+            let pipeline = load_pipeline(&cli.geo_files)?;
+            enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
+        }
         Command::Serve { addr, trust_proxy } => {
+            let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone() }).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
@@ -113,11 +112,13 @@ async fn main() -> anyhow::Result<()> {
             timers.abort();
         }
         Command::Migrate => {
+            let db = database(&cli).await?;
             let pool = db::pool(&db.url, 2)?;
             let applied = db::migrate(&pool).await?;
             println!("{}", serde_json::json!({ "applied": applied }));
         }
         Command::SeedDemo { days, visitors, url } => {
+            let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig { geo_files: cli.geo_files.clone(), ..AppConfig::default() }).await?;
             let options = SeedOptions { days: *days, visitors: *visitors, ..SeedOptions::default() };
             let demo = seed::seed_demo(&state, chrono::Utc::now(), options).await?;
@@ -127,12 +128,13 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "site_id": demo.site_id, "email": demo.email, "password": demo.password, "url": url })
             );
         }
-        Command::Enrich => unreachable!("handled before the database"),
         Command::RotateSalt => {
+            let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::RotateSalt.run(&state, chrono::Utc::now()).await?);
         }
         Command::Rollup { day } => {
+            let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             let started = std::time::Instant::now();
             let rolled = rollup::rollup_due(&state.pool, chrono::Utc::now(), *day).await?;
@@ -140,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "rolled_up": rolled }));
         }
         Command::Retention => {
+            let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::Retention.run(&state, chrono::Utc::now()).await?);
         }

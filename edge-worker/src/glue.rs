@@ -10,6 +10,7 @@
 //! Nothing here logs an IP address, a User-Agent or a beacon body.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,6 +27,9 @@ use worker::{
 use crate::rules::{self, Outcome, Refusal};
 
 const SALTS: &str = "SALTS";
+const GEO: &str = "GEO";
+/// Keys of the geo databases in `GEO`, tried in order (DB-IP ships IPv4 and IPv6 apart).
+const GEO_KEYS: [&str; 2] = ["mmdb:0", "mmdb:1"];
 const RETRY_QUEUE: &str = "RETRY_QUEUE";
 const INGEST_URL: &str = "INGEST_URL";
 const EDGE_SIGNING_KEY: &str = "EDGE_SIGNING_KEY";
@@ -36,9 +40,10 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const SALT_CACHE_MS: u64 = 60_000;
 
 thread_local! {
-    /// Built once per isolate: the bot list, UA parser and referrer tables are
-    /// compiled on first use and reused by every request the isolate serves.
-    static PIPELINE: Pipeline = Pipeline::new(geo_databases());
+    /// Built once per isolate, on its first beacon: the bot list, UA parser,
+    /// referrer tables and the geo databases from the `GEO` KV namespace are
+    /// reused by every request the isolate serves.
+    static PIPELINE: RefCell<Option<Rc<Pipeline>>> = const { RefCell::new(None) };
     /// The last salt read from KV: (key, salt, read at ms).
     static SALT_CACHE: RefCell<Option<(String, Salt, u64)>> = const { RefCell::new(None) };
     /// Events accepted by this isolate and not yet handed to a flush.
@@ -52,13 +57,38 @@ const BATCH_WINDOW: Duration = Duration::from_millis(100);
 /// The most events one batch carries (the ingest takes up to `batch::MAX_EVENTS`).
 const MAX_BATCH_EVENTS: usize = 500;
 
-/// The seam for geolocation from database bytes (issue item 2: a bundled
-/// country DB, or bytes fetched once per isolate from an R2/KV binding and
-/// added here). None yet: the pipeline then has no database
-/// and [`CfGeo`] supplies what Cloudflare already knows about the request.
-fn geo_databases() -> GeoDatabases {
-    // e.g. `geo.add(include_bytes!(...).to_vec())` for a bundled country DB.
-    GeoDatabases::new()
+/// The isolate's pipeline, built on first use.
+async fn pipeline(env: &Env) -> Rc<Pipeline> {
+    if let Some(p) = PIPELINE.with(|p| p.borrow().clone()) {
+        return p;
+    }
+    let built = Rc::new(Pipeline::new(geo_databases(env).await));
+    // Another request of this isolate may have finished first; keep one.
+    PIPELINE.with(|slot| slot.borrow_mut().get_or_insert(built).clone())
+}
+
+/// MaxMind-format databases (GeoIP2/GeoLite2 or DB-IP, country or city) read
+/// once per isolate from the optional `GEO` KV namespace (values up to 25 MiB:
+/// country databases, or a trimmed city one). Without them, [`CfGeo`]
+/// supplies what Cloudflare knows about the request.
+async fn geo_databases(env: &Env) -> GeoDatabases {
+    let mut geo = GeoDatabases::new();
+    let Ok(kv) = env.kv(GEO) else { return geo };
+    for key in GEO_KEYS {
+        match kv.get(key).bytes().await {
+            Ok(Some(bytes)) => {
+                if let Err(e) = geo.add(bytes) {
+                    console_error!("{GEO} {key} is not a MaxMind database: {e}");
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                console_error!("{GEO} KV read of {key} failed: {e}");
+                break;
+            }
+        }
+    }
+    geo
 }
 
 /// `request.cf`'s country, region and city: the fallback geolocation, used
@@ -226,8 +256,9 @@ async fn collect(mut req: Request, env: &Env, ctx: &Context) -> Result<Response,
     let at = now();
     let id = EventId::new(at, random_bytes::<10>()?);
     let salt = salt_of_day(env, at).await?;
-    let processed = PIPELINE
-        .with(|p| p.process(&body, Visit { ip, user_agent: &user_agent }, &salt, id))
+    let processed = pipeline(env)
+        .await
+        .process(&body, Visit { ip, user_agent: &user_agent }, &salt, id)
         .map_err(|e| rules::beacon_refusal(&e))?;
     // The IP address and User-Agent end here: only `processed` goes on.
     drop(user_agent);

@@ -80,7 +80,20 @@ impl EdgeWorker {
 
     /// `salts` are `(UTC day, salt)` put into the local SALTS namespace before the worker starts.
     async fn start(ingest: &str, signing_key_hex: &str, salts: &[(chrono::NaiveDate, &Salt)]) -> Self {
+        Self::start_with_geo(ingest, signing_key_hex, salts, None).await
+    }
+
+    /// As [`EdgeWorker::start`], with a geo database put into the GEO namespace as `mmdb:0`.
+    async fn start_with_geo(ingest: &str, signing_key_hex: &str, salts: &[(chrono::NaiveDate, &Salt)], geo: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(file) = geo {
+            let path = format!("--path={}", file.display());
+            let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", "mmdb:0", &path])
+                .args(["--binding", "GEO", "--local"])
+                .output()
+                .expect("run wrangler kv key put");
+            assert!(out.status.success(), "seeding GEO failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
         for (day, salt) in salts {
             let key = format!("salt:{}", day.format("%Y-%m-%d"));
             let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", &key, &hex(salt.as_bytes())])
@@ -141,12 +154,16 @@ impl EdgeWorker {
     }
 
     async fn post(&self, content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_from(IP, content_type, user_agent, body).await
+    }
+
+    async fn post_from(&self, ip: &str, content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         reqwest::Client::new()
             .post(self.url("/api/e"))
             .header("content-type", content_type)
             .header("user-agent", user_agent)
             .header("origin", "https://customer.example")
-            .header("cf-connecting-ip", IP)
+            .header("cf-connecting-ip", ip)
             .body(body)
             .send()
             .await
@@ -289,7 +306,7 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
             "hashed at the edge with the KV salt, CF-Connecting-IP and the UA"
         );
         assert_eq!(row.get::<_, Option<&str>>("browser"), Some("Firefox"), "enriched at the edge from the UA");
-        // No geo database in the bundle yet: request.cf is the fallback. wrangler
+        // No geo database in GEO here: request.cf is the fallback. wrangler
         // dev (CLOUDFLARE_CF_FETCH_ENABLED=false) gives every request miniflare's
         // stand-in cf object, which places it in Austin, Texas.
         let place: [Option<&str>; 3] = [row.get("country"), row.get("region"), row.get("city")];
@@ -552,4 +569,38 @@ async fn beacons_arriving_together_share_a_batch() {
     let sizes = ingest.batch_sizes();
     assert_eq!(sizes.iter().sum::<usize>(), 6, "each event forwarded once: {sizes:?}");
     assert!(sizes.len() < 6, "concurrent beacons were batched together: {sizes:?}");
+}
+
+/// Geo databases in the GEO namespace are read once per isolate and win over
+/// request.cf; what they do not know still comes from request.cf.
+#[tokio::test]
+async fn the_geo_database_in_kv_places_visitors() {
+    let app = TestApp::spawn().await;
+    let site = app.create_site().await;
+    let salt = random_salt();
+    let [today, tomorrow] = days();
+    let geo = repo().join("shared/testdata/GeoIP2-City-Test.mmdb");
+    let worker = EdgeWorker::start_with_geo(
+        &app.url(""),
+        &hex(&app.edge_signing_key()),
+        &[(today, &salt), (tomorrow, &salt)],
+        Some(&geo),
+    )
+    .await;
+    for ip in ["81.2.69.142", "89.160.20.128"] {
+        let r = worker.post_from(ip, "text/plain", UA, pageview(site).to_string()).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    wait_for_events(&app, site, 2, &worker).await;
+    let rows = app
+        .db
+        .client()
+        .await
+        .query("SELECT country, region, city FROM events WHERE site_id = $1 ORDER BY country", &[site.as_uuid()])
+        .await
+        .unwrap();
+    let places: Vec<[Option<String>; 3]> = rows.iter().map(|r| [r.get(0), r.get(1), r.get(2)]).collect();
+    assert_eq!(places[0], [Some("GB".into()), Some("England".into()), Some("London".into())], "log:\n{}", worker.log());
+    assert_eq!(places[1][0].as_deref(), Some("SE"));
+    assert_eq!(places[1][2].as_deref(), Some("Linköping"));
 }

@@ -154,7 +154,9 @@
     }
 
     on("scroll", scroll);
-    on("visibilitychange", () => (d.hidden ? report() : (visibleSince = now())), d);
+    // Only a hidden→visible change starts a visible stretch: at unload the
+    // events can come in any order, and the time so far must not be lost.
+    on("visibilitychange", () => (d.hidden ? report() : visibleSince || (visibleSince = now())), d);
     on("pagehide", report);
     on("click", click, d);
     on("auxclick", click, d);

@@ -196,6 +196,9 @@ async function setUp(stack, cleanup) {
       "--disable-component-update",
       "--disable-sync",
       "--host-resolver-rules=MAP *.test 127.0.0.1, MAP localhost 127.0.0.1",
+      // Beacons sent while a page unloads go out with the browser's own UA,
+      // not the context's; the headless one is a bot UA the ingest drops.
+      `--user-agent=${USER_AGENT}`,
     ],
   });
   cleanup(() => browser.close());

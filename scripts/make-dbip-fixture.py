@@ -6,7 +6,7 @@ Needs: pip install mmdb-writer netaddr. The output is committed."""
 import sys
 from pathlib import Path
 
-from mmdb_writer import MMDBWriter
+from mmdb_writer import MMDBWriter, MmdbF32
 from netaddr import IPSet
 
 rows = [
@@ -17,7 +17,8 @@ rows = [
 writer = MMDBWriter(ip_version=4, database_type="city", languages=["en"], description={"en": "dbip layout test"})
 for net, city, cc, state, lat, lon in rows:
     writer.insert_network(IPSet([net]), {
-        "city": city, "country_code": cc, "latitude": lat, "longitude": lon,
+        # DB-IP stores coordinates as 32-bit floats, as here.
+        "city": city, "country_code": cc, "latitude": MmdbF32(lat), "longitude": MmdbF32(lon),
         "postcode": "", "state1": state, "state2": "", "timezone": "",
     })
 out = Path(__file__).resolve().parent.parent / "shared/testdata/dbip-city-layout-test.mmdb"

@@ -73,8 +73,26 @@ struct Record {
     // DB-IP lite (flat)
     country_code: Option<String>,
     state1: Option<String>,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Float>,
+    longitude: Option<Float>,
+}
+
+/// MaxMind stores coordinates as doubles, DB-IP as 32-bit floats; the
+/// decoder will not widen one into the other by itself.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Float {
+    Double(f64),
+    Single(f32),
+}
+
+impl From<Float> for f64 {
+    fn from(f: Float) -> Self {
+        match f {
+            Float::Double(d) => d,
+            Float::Single(s) => f64::from(s),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,8 +120,8 @@ enum CityField {
 
 #[derive(Deserialize)]
 struct Coordinates {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Float>,
+    longitude: Option<Float>,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -124,6 +142,7 @@ impl Record {
             Some(l) => (l.latitude, l.longitude),
             None => (self.latitude, self.longitude),
         };
+        let (latitude, longitude) = (latitude.map(f64::from), longitude.map(f64::from));
         Location { country: non_empty(country), region: non_empty(region), city: non_empty(city), latitude, longitude }
     }
 }
@@ -166,6 +185,7 @@ mod tests {
         let g = db(&["dbip-city-layout-test.mmdb"]);
         let l = g.lookup("81.2.69.142".parse().unwrap()).unwrap();
         assert_eq!((l.country.as_deref(), l.region.as_deref(), l.city.as_deref()), (Some("GB"), Some("England"), Some("London")));
+        assert!((l.latitude.unwrap() - 51.5143).abs() < 0.001, "32-bit float coordinates are read");
         assert!(g.lookup("2001:db8::1".parse().unwrap()).is_none(), "an IPv4-only file is skipped for IPv6");
     }
 

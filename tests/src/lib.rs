@@ -164,3 +164,36 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// One bad beacon and what every beacon endpoint (the local server, the edge
+/// worker) must answer: the status and a piece of the `{"error"}` reason.
+pub struct BadBeacon {
+    pub name: &'static str,
+    pub body: String,
+    pub content_type: &'static str,
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+/// The bad bodies both beacon endpoints are tested with. `pageview` is a
+/// valid pageview for a known site; each case spoils it one way.
+pub fn bad_beacons(site: SiteId, pageview: &serde_json::Value) -> Vec<BadBeacon> {
+    let spoiled = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut b = pageview.clone();
+        change(&mut b);
+        b.to_string()
+    };
+    let oversize = serde_json::json!({"site": site.to_string(), "type": "pageview", "url": "https://example.com/",
+                                      "sid": "abcdefgh", "title": "x".repeat(20_000)});
+    let case = |name, body, content_type, status, reason| BadBeacon { name, body, content_type, status, reason };
+    vec![
+        case("wrong types", spoiled(&|b| b["w"] = "wide".into()), "text/plain", 400, "invalid type"),
+        case("missing site", spoiled(&|b| drop(b.as_object_mut().map(|o| o.remove("site")))), "text/plain", 400, "`site` is required"),
+        case("invalid JSON", "{\"site\":".into(), "text/plain", 400, "invalid JSON"),
+        case("unknown type", spoiled(&|b| b["type"] = "pageviewz".into()), "text/plain", 400, "unknown event type `pageviewz`"),
+        case("oversize", oversize.to_string(), "text/plain", 413, "limit"),
+        case("form encoding", pageview.to_string(), "application/x-www-form-urlencoded", 415, "text/plain"),
+        case("empty", String::new(), "text/plain", 400, "invalid JSON"),
+        case("not an object", "[1,2]".into(), "text/plain", 400, "invalid JSON"),
+    ]
+}

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use engagetrack_tests::TestApp;
+use engagetrack_tests::{TestApp, bad_beacons};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::{Salt, SiteId, VisitorHash};
@@ -332,24 +332,10 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
     let worker =
         EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
-    let mut wrong_type = pageview(site);
-    wrong_type["w"] = json!("wide");
-    let mut no_site = pageview(site);
-    no_site.as_object_mut().unwrap().remove("site");
-    let mut unknown_type = pageview(site);
-    unknown_type["type"] = json!("pageviewz");
-    let oversize = json!({"site": site.to_string(), "type": "pageview", "url": "https://example.com/",
-                          "sid": "abcdefgh", "title": "x".repeat(20_000)});
-    let cases: Vec<(&str, String, &str, StatusCode, &str)> = vec![
-        ("wrong types", wrong_type.to_string(), "text/plain", StatusCode::BAD_REQUEST, "invalid type"),
-        ("missing site", no_site.to_string(), "text/plain", StatusCode::BAD_REQUEST, "`site` is required"),
-        ("invalid JSON", "{\"site\":".into(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
-        ("unknown type", unknown_type.to_string(), "text/plain", StatusCode::BAD_REQUEST, "unknown event type `pageviewz`"),
-        ("oversize", oversize.to_string(), "text/plain", StatusCode::PAYLOAD_TOO_LARGE, "limit"),
-        ("form encoding", pageview(site).to_string(), "application/x-www-form-urlencoded", StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain"),
-        ("empty", String::new(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
-        ("not an object", "[1,2]".into(), "text/plain", StatusCode::BAD_REQUEST, "invalid JSON"),
-    ];
+    let cases: Vec<(&str, String, &str, StatusCode, &str)> = bad_beacons(site, &pageview(site))
+        .into_iter()
+        .map(|c| (c.name, c.body, c.content_type, StatusCode::from_u16(c.status).unwrap(), c.reason))
+        .collect();
     for (name, body, content_type, status, reason) in cases {
         let response = worker.post(content_type, UA, body).await;
         assert_eq!(response.status(), status, "{name}");

@@ -106,7 +106,7 @@ fn uuid_v4() -> uuid::Uuid {
 #[tokio::test]
 async fn the_beacon_path_enriches_and_drops_bots() {
     let geo = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/GeoIP2-City-Test.mmdb").into();
-    let app = TestApp::spawn_with(AppConfig { trust_proxy: true, geo_files: vec![geo] }).await;
+    let app = TestApp::spawn_with(AppConfig { trust_proxy: true, geo_files: vec![geo], ..AppConfig::default() }).await;
     let site = app.create_site().await;
     let beacon = json!({"site": site.to_string(), "type": "pageview", "sid": "enrich-sess",
                         "url": "https://example.com/?utm_source=newsletter&utm_medium=email", "referrer": ""});

@@ -41,6 +41,9 @@ enum Command {
         /// Take the client IP from CF-Connecting-IP / X-Forwarded-For.
         #[arg(long, env = "ENGAGETRACK_TRUST_PROXY", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
         trust_proxy: bool,
+        /// The address users open the dashboard at (links in mail); defaults to http://<addr>.
+        #[arg(long, env = "ENGAGETRACK_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -102,9 +105,11 @@ async fn main() -> anyhow::Result<()> {
             let pipeline = load_pipeline(&cli.geo_files)?;
             enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
         }
-        Command::Serve { addr, trust_proxy } => {
+        Command::Serve { addr, trust_proxy, public_url } => {
             let db = database(&cli).await?;
-            let state = state(&cli, &db.url, AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone() }).await?;
+            let public_url = public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+            let config = AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone(), public_url };
+            let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
             let timers = tokio::spawn(run_jobs_on_timers(state.clone()));

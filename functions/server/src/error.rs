@@ -1,4 +1,7 @@
 //! The one JSON error shape every route answers with: `{"error": "reason"}`.
+//!
+//! Domain modules have their own `thiserror` enums; each converts into an
+//! [`ApiError`] here, so the status a failure maps to is decided in one place.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -15,24 +18,79 @@ impl ApiError {
         Self { status, message: message.into() }
     }
 
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
     }
 
     /// The request was fine; we could not commit it. Senders retry on 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
+
+    /// A fault of ours. The cause goes to the log, not to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+            let wait = if self.status == StatusCode::TOO_MANY_REQUESTS { "60" } else { "1" };
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(wait));
         }
         response
     }
 }
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::warn!(error = %e, "database unavailable");
+        Self::unavailable("database unavailable, retry shortly")
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            tracing::warn!(error = %e, "database connection lost");
+            return Self::unavailable("database unavailable, retry shortly");
+        }
+        Self::internal(e)
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Unavailable(p) => p.into(),
+            crate::db::DbError::Postgres(p) => p.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Errors a handler body returns; `?` converts each into the JSON answer.
+pub type ApiResult<T> = Result<T, ApiError>;

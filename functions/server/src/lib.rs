@@ -2,6 +2,8 @@
 //! `engagetrack` binary wire these pieces; none of them holds logic of its own.
 
 pub mod accounts;
+pub mod audit;
+pub mod auth;
 pub mod client_ip;
 pub mod enrich;
 pub mod db;
@@ -11,6 +13,7 @@ pub mod group_commit;
 pub mod ingest;
 pub mod jobs;
 pub mod local_postgres;
+pub mod mailer;
 pub mod retention;
 pub mod rollup;
 pub mod routes;

@@ -47,8 +47,11 @@ impl fmt::Debug for Secrets {
 /// The HMAC key the edge signs its batches with (also a worker secret).
 pub const EDGE_SIGNING_KEY: &str = "edge-signing-key";
 
+/// The key the sign-in rate limiter hashes client addresses with (never stored raw).
+pub const IP_HASH_KEY: &str = "ip-hash-key";
+
 /// The names every deployment needs, created when missing.
-pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY];
+pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY, "jwt-key-1", IP_HASH_KEY];
 
 /// Loads the file, adds any missing required secret (32 random bytes) and
 /// writes it back atomically with mode 0600.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+use crate::auth::jwt::AccessTokens;
 use crate::field_cipher::FieldCipher;
+use crate::mailer::{Mailer, OutboxMailer};
 use crate::ingest::Ingest;
 use crate::salt::PgSaltStore;
 use crate::secrets::Secrets;
@@ -17,6 +19,14 @@ pub struct AppConfig {
     pub trust_proxy: bool,
     /// MaxMind DB files (GeoIP2/GeoLite2 City or DB-IP city) for geolocation.
     pub geo_files: Vec<PathBuf>,
+    /// Where users reach the dashboard; links in mail point here.
+    pub public_url: String,
+}
+
+impl AppConfig {
+    pub fn public_url(&self) -> &str {
+        if self.public_url.is_empty() { "http://127.0.0.1:8080" } else { self.public_url.trim_end_matches('/') }
+    }
 }
 
 #[derive(Clone)]
@@ -26,6 +36,11 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// Verifies the edge's signed batches.
     pub edge_signing_key: Arc<Vec<u8>>,
+    pub access_tokens: Arc<AccessTokens>,
+    pub cipher: Arc<FieldCipher>,
+    pub mailer: Arc<dyn Mailer>,
+    /// Keys the hash of client addresses for sign-in rate limits.
+    pub ip_hash_key: Arc<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +55,8 @@ pub enum StateError {
     MissingEnv(&'static str),
     #[error("cannot read the geo database {path}: {reason}")]
     Geo { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Jwt(#[from] crate::auth::jwt::JwtError),
     #[error("the secret store has no `{0}`")]
     MissingSecret(&'static str),
 }
@@ -59,12 +76,18 @@ impl AppState {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let salts = Arc::new(PgSaltStore::new(pool.clone()));
         let pipeline = Arc::new(load_pipeline(&config.geo_files)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher));
-        let edge_signing_key = secrets
-            .get(crate::secrets::EDGE_SIGNING_KEY)
-            .ok_or(StateError::MissingSecret(crate::secrets::EDGE_SIGNING_KEY))?
-            .to_vec();
-        Ok(Self { pool, ingest, config: Arc::new(config), edge_signing_key: Arc::new(edge_signing_key) })
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher.clone()));
+        let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
+        Ok(Self {
+            ingest,
+            config: Arc::new(config),
+            edge_signing_key: Arc::new(secret(crate::secrets::EDGE_SIGNING_KEY)?),
+            access_tokens: Arc::new(AccessTokens::from_secrets(secrets)?),
+            cipher,
+            mailer: Arc::new(OutboxMailer::new(pool.clone())),
+            ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
+            pool,
+        })
     }
 
     /// For the Lambdas: `DATABASE_URL`, and secrets from the file named by
@@ -77,6 +100,7 @@ impl AppState {
             .ok_or(StateError::MissingEnv("ENGAGETRACK_SECRETS_FILE"))?;
         let secrets = crate::secrets::load_or_create_local(&secrets_file)?;
         let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
-        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files })
+        let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
+        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url })
     }
 }

@@ -50,3 +50,40 @@ impl SiteDirectory {
         Ok(status)
     }
 }
+
+/// A site as the dashboard API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Site {
+    pub id: uuid::Uuid,
+    pub organization_id: uuid::Uuid,
+    pub domain: String,
+    pub name: String,
+    /// IANA time zone; days and time buckets of its stats follow it.
+    pub timezone: String,
+    pub retention_days: i32,
+    pub allowed_hostnames: Vec<String>,
+    pub excluded_paths: Vec<String>,
+    pub active: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Site {
+    /// The select list [`Site::from_row`] reads, for a `sites` row aliased `s`.
+    pub const COLUMNS: &'static str = "s.id, s.organization_id, s.domain, s.name, s.timezone, s.retention_days, \
+                                       s.allowed_hostnames, s.excluded_paths, s.active, s.created_at";
+
+    pub fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            organization_id: row.get("organization_id"),
+            domain: row.get("domain"),
+            name: row.get("name"),
+            timezone: row.get("timezone"),
+            retention_days: row.get("retention_days"),
+            allowed_hostnames: row.get("allowed_hostnames"),
+            excluded_paths: row.get("excluded_paths"),
+            active: row.get("active"),
+            created_at: row.get("created_at"),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The dashboard API under `/api/`. Every route module returns an
+//! [`OpenApiRouter`], so the OpenAPI document served at `/api/openapi.json`
+//! is generated from the handlers themselves. Unknown paths answer a JSON 404.
+
+pub mod access;
+pub mod account;
+pub mod auth;
+
+use std::sync::Arc;
+
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every error answer: `{"error": "reason"}`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or etk_ API key").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "EngageTrack API", description = "Accounts, teams, sites, goals and the stats query engine (Plausible Stats API v2 shape)."),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The routes and their generated OpenAPI document.
+pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(account::router()).split_for_parts()
+}
+
+pub fn router() -> Router<AppState> {
+    let (routes, doc) = documented();
+    let doc = Arc::new(doc);
+    routes
+        .route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/api/{*rest}", any(no_such_route))
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::not_found("no such API route")
+}
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, missing or
+/// mistyped fields) answer in our `{"error"}` shape with the reason.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match <Json<T> as axum::extract::FromRequest<S>>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let status = if status == axum::http::StatusCode::UNPROCESSABLE_ENTITY { axum::http::StatusCode::BAD_REQUEST } else { status };
+                Err(ApiError::new(status, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// `Path<T>` whose rejections (an id that is not a UUID) answer 404 in our
+/// shape: a malformed id names nothing that exists.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <axum::extract::Path<T> as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|e| ApiError::not_found(format!("not found: {}", e.body_text())))
+    }
+}
+
+/// Current time; one place so handlers agree.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// The socket peer, when the host knows it (the local server does; Lambda
+/// passes the client in proxy headers instead).
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)))
+    }
+}

@@ -9,6 +9,8 @@ use shared::SiteId;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
+pub mod oauth_fake;
+
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The server every test database is made on.
@@ -109,9 +111,13 @@ impl TestApp {
         db::migrate(&pool).await.expect("migrations");
         let secrets_dir = tempfile::tempdir().expect("tempdir");
         let secrets = secrets::load_or_create_local(&secrets_dir.path().join("secrets.json")).expect("secrets");
-        let state = AppState::new(pool, &secrets, config).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let mut config = config;
+        if config.public_url.is_empty() {
+            config.public_url = format!("http://{addr}");
+        }
+        let state = AppState::new(pool, &secrets, config).expect("state");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
         tokio::spawn(async move {

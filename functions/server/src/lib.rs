@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod local_postgres;
 pub mod mailer;
+pub mod oauth;
 pub mod retention;
 pub mod rollup;
 pub mod routes;

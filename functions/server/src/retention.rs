@@ -16,6 +16,23 @@ pub struct Purged {
     pub organizations: u64,
     pub organization_events: u64,
     pub audit_log: u64,
+    /// Spent or expired tokens, sign-in states, failure counters, old mail.
+    pub expired_credentials: u64,
+}
+
+/// Mail and tokens are kept only as long as they can be used (and a little
+/// longer for refresh-token reuse detection).
+pub const MAIL_KEEP: Duration = Duration::days(30);
+
+async fn expire_credentials(tx: &deadpool_postgres::Transaction<'_>, now: DateTime<Utc>) -> Result<u64, tokio_postgres::Error> {
+    let mut n = 0;
+    n += tx.execute("DELETE FROM email_tokens WHERE expires_at < $1", &[&now]).await?;
+    n += tx.execute("DELETE FROM oauth_states WHERE expires_at < $1", &[&now]).await?;
+    n += tx.execute("DELETE FROM refresh_tokens WHERE expires_at < $1", &[&now]).await?;
+    n += tx.execute("DELETE FROM invitations WHERE expires_at < $1", &[&(now - MAIL_KEEP)]).await?;
+    n += tx.execute("DELETE FROM login_failures WHERE failed_at < $1", &[&(now - crate::auth::rate_limit::WINDOW)]).await?;
+    n += tx.execute("DELETE FROM mail_outbox WHERE created_at < $1", &[&(now - MAIL_KEEP)]).await?;
+    Ok(n)
 }
 
 pub async fn run(pool: &Pool, now: DateTime<Utc>) -> Result<Purged, crate::rollup::RollupError> {
@@ -39,10 +56,23 @@ pub async fn run(pool: &Pool, now: DateTime<Utc>) -> Result<Purged, crate::rollu
         )
         .await?;
     let organizations = tx.execute("DELETE FROM organizations WHERE deleted_at < $1", &[&cutoff]).await?;
+    // What names an erased person outside their row: mail to them, their
+    // sign-in failure counter.
+    tx.execute(
+        "DELETE FROM mail_outbox m USING users u WHERE u.deleted_at < $1 AND m.to_address = u.email",
+        &[&cutoff],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM login_failures f USING users u WHERE u.deleted_at < $1 AND f.key = 'account:' || u.email",
+        &[&cutoff],
+    )
+    .await?;
     let users = tx.execute("DELETE FROM users WHERE deleted_at < $1", &[&cutoff]).await?;
+    let expired_credentials = expire_credentials(&tx, now).await?;
     let audit_log = tx.execute("DELETE FROM audit_log WHERE created_at < $1", &[&(now - AUDIT_LOG_KEEP)]).await?;
     tx.commit().await?;
-    let purged = Purged { events, users, organizations, organization_events, audit_log };
+    let purged = Purged { events, users, organizations, organization_events, audit_log, expired_credentials };
     tracing::info!(?purged, "retention done");
     Ok(purged)
 }

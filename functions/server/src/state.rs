@@ -21,6 +21,8 @@ pub struct AppConfig {
     pub geo_files: Vec<PathBuf>,
     /// Where users reach the dashboard; links in mail point here.
     pub public_url: String,
+    /// Google / GitHub sign-in, where configured.
+    pub oauth: Vec<crate::oauth::ProviderConfig>,
 }
 
 impl AppConfig {
@@ -101,6 +103,7 @@ impl AppState {
         let secrets = crate::secrets::load_or_create_local(&secrets_file)?;
         let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
-        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url })
+        let oauth = crate::oauth::ProviderConfig::from_env();
+        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url, oauth })
     }
 }

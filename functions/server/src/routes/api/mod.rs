@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod auth;
+pub mod oauth;
 
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ struct ApiDoc;
 
 /// The routes and their generated OpenAPI document.
 pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(account::router()).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(oauth::router()).merge(account::router()).split_for_parts()
 }
 
 pub fn router() -> Router<AppState> {

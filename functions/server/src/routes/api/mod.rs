@@ -36,6 +36,32 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Answers every route may give without its handler saying so: 415 for a
+/// body that is not JSON, 503 while the database is away.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder, Ref};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                if op.request_body.is_some() {
+                    op.responses.responses.entry("415".into()).or_insert_with(|| error("the body must be JSON (`Content-Type: application/json`)"));
+                }
+                op.responses.responses.entry("503".into()).or_insert_with(|| error("the database is unavailable; retry"));
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "EngageTrack API", description = "Accounts, teams, sites, goals and the stats query engine (Plausible Stats API v2 shape)."),
@@ -47,7 +73,11 @@ struct ApiDoc;
 
 /// The routes and their generated OpenAPI document.
 pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(oauth::router()).merge(account::router()).split_for_parts()
+    let (routes, mut doc) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(oauth::router()).merge(account::router()).split_for_parts();
+    // After the merge: the paths exist only now.
+    CommonResponses.modify(&mut doc);
+    (routes, doc)
 }
 
 pub fn router() -> Router<AppState> {

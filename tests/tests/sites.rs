@@ -258,3 +258,33 @@ async fn installation_check_flips_after_a_beacon() {
     assert_eq!((seen["seen"].as_bool(), seen["events_last_24h"].as_i64()), (Some(true), Some(1)), "{seen}");
     assert!(seen["last_event_at"].is_string());
 }
+
+#[tokio::test]
+async fn the_ingest_honours_allowed_hostnames_and_excluded_paths() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_up_verified("alice@example.com").await;
+    let created = site(&app, &alice, json!({"domain": "example.com", "allowed_hostnames": ["example.com", "*.example.com"], "excluded_paths": ["/admin/*"]})).await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let send = |url: &'static str, kind: &'static str| {
+        let mut body = json!({"site": id, "type": kind, "url": url, "sid": "s3ss10n-r4nd0m"});
+        if kind == "custom" {
+            body["name"] = json!("Signup");
+        }
+        let body = body.to_string();
+        let request = reqwest::Client::new()
+            .post(app.url("/api/e"))
+            .header("content-type", "text/plain")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 Filter-Check")
+            .body(body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Dropped ones still answer 202: the sender learns nothing.
+    assert_eq!(send("https://copycat.test/", "pageview").await, 202);
+    assert_eq!(send("https://example.com/admin/users", "pageview").await, 202);
+    let stored = || async { app.db.client().await.query_one("SELECT count(*) FROM events WHERE site_id = $1::text::uuid", &[&id]).await.unwrap().get::<_, i64>(0) };
+    assert_eq!(stored().await, 0);
+    assert_eq!(send("https://example.com/pricing", "pageview").await, 202);
+    assert_eq!(send("https://shop.example.com/", "pageview").await, 202);
+    assert_eq!(send("https://example.com/admin/users", "custom").await, 202);
+    assert_eq!(stored().await, 3, "allowed hosts count; a custom event on an excluded path counts too");
+}

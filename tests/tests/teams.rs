@@ -324,3 +324,23 @@ async fn audit_log_pages_backwards() {
     a.get(&format!("{log}?limit=abc")).await.expect(400);
     a.get(&format!("{log}?before=x")).await.expect(400);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_team_and_site_routes() {
+    let app = TestApp::spawn().await;
+    let doc = app.anonymous().get("/api/openapi.json").await.expect(200);
+    for path in [
+        "/api/organizations",
+        "/api/organizations/{org_id}/members/{user_id}",
+        "/api/organizations/{org_id}/transfer-ownership",
+        "/api/invitations/accept",
+        "/api/organizations/{org_id}/api-keys/{key_id}",
+        "/api/sites",
+        "/api/sites/{site_id}/installation",
+        "/api/sites/{site_id}/shared-links/{link_id}",
+        "/api/shared/{slug}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["components"]["schemas"].get("SiteWithRole").is_some());
+}

@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 
+pub mod users;
+pub use users::{Answer, ApiClient, OutboxMail, TestUser, token_from_mail};
+
 use engagetrack_server::{AppConfig, AppState, db, secrets};
 use shared::SiteId;
 use tokio_postgres::{Client, Config, NoTls};

@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use shared::beacon::BeaconError;
+use shared::beacon::{BeaconError, EventKind};
 use shared::batch::Batch;
 use shared::bots::BotReason;
-use shared::{AnonymisedEvent, Beacon, EventId, Pipeline, Salt, SiteId, Visit};
+use shared::{AnonymisedEvent, Beacon, EventId, EventType, Pipeline, Salt, SiteId, Visit};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::field_cipher::{CipherError, FieldCipher};
 use crate::group_commit::GroupCommitter;
 use crate::salt::{SaltError, SaltStore};
-use crate::sites::{SiteDirectory, SiteStatus};
+use crate::sites::{SiteDirectory, SiteFilter, SiteStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -65,6 +65,8 @@ pub enum Accepted {
     Stored(EventId),
     /// Dropped on purpose; the sender still gets a 2xx (bots learn nothing).
     Bot(BotReason),
+    /// Dropped by the site's allowed hostnames or excluded paths; a 2xx too.
+    Filtered,
 }
 
 /// The outcome of a signed batch from the edge.
@@ -100,7 +102,9 @@ impl Ingest {
     /// One beacon, received now: stored once it returns `Ok(Stored)`.
     pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
         let beacon = Beacon::parse(body)?;
-        self.check_site(beacon.site).await?;
+        if !self.check_site(beacon.site).await?.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) {
+            return Ok(Accepted::Filtered);
+        }
         if let Some(reason) = self.pipeline.bot(&beacon, visit) {
             return Ok(Accepted::Bot(reason));
         }
@@ -112,25 +116,26 @@ impl Ingest {
     }
 
     /// Parse, check and anonymise with a given salt, without storing.
-    /// `None` when the visit is a bot.
+    /// `None` when the visit is a bot or the site's settings drop it.
     pub async fn prepare(&self, body: &[u8], visit: Visit<'_>, id: EventId, salt: &Salt) -> Result<Option<AnonymisedEvent>, IngestError> {
         let beacon = Beacon::parse(body)?;
-        self.check_site(beacon.site).await?;
-        if self.pipeline.bot(&beacon, visit).is_some() {
+        let filter = self.check_site(beacon.site).await?;
+        if !filter.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) || self.pipeline.bot(&beacon, visit).is_some() {
             return Ok(None);
         }
         Ok(Some(self.pipeline.anonymise(beacon, visit, salt, id)))
     }
 
     /// A batch the edge already anonymised (its signature checked by the
-    /// caller): events of active sites are stored, once.
+    /// caller): events of active sites that their settings admit are stored, once.
     pub async fn accept_batch(&self, batch: Batch) -> Result<BatchOutcome, IngestError> {
         let mut outcome = BatchOutcome::default();
         let mut keep = Vec::with_capacity(batch.events.len());
         for event in batch.events {
-            match self.sites.status(event.site).await? {
-                SiteStatus::Active => keep.push(event),
-                SiteStatus::Inactive | SiteStatus::Unknown => outcome.rejected += 1,
+            let page_visit = matches!(event.event_type, EventType::Pageview | EventType::Engagement);
+            match self.sites.lookup(event.site).await? {
+                (SiteStatus::Active, filter) if filter.admits(&event.hostname, &event.pathname, page_visit) => keep.push(event),
+                _ => outcome.rejected += 1,
             }
         }
         outcome.stored = self.store.write(&keep).await?;
@@ -162,13 +167,18 @@ impl Ingest {
         Ok(())
     }
 
-    async fn check_site(&self, site: SiteId) -> Result<(), IngestError> {
-        match self.sites.status(site).await? {
-            SiteStatus::Active => Ok(()),
-            SiteStatus::Inactive => Err(IngestError::InactiveSite(site)),
-            SiteStatus::Unknown => Err(IngestError::UnknownSite(site)),
+    async fn check_site(&self, site: SiteId) -> Result<Arc<SiteFilter>, IngestError> {
+        match self.sites.lookup(site).await? {
+            (SiteStatus::Active, filter) => Ok(filter),
+            (SiteStatus::Inactive, _) => Err(IngestError::InactiveSite(site)),
+            (SiteStatus::Unknown, _) => Err(IngestError::UnknownSite(site)),
         }
     }
+}
+
+/// A pageview or the engagement that follows it: what excluded paths drop.
+fn is_page_visit(beacon: &Beacon) -> bool {
+    matches!(beacon.kind, EventKind::Pageview | EventKind::Engagement { .. })
 }
 
 #[derive(Debug, thiserror::Error)]

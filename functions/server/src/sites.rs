@@ -2,7 +2,7 @@
 //! briefly; an unknown site is cached too, so a flood for it stays cheap.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
@@ -17,9 +17,57 @@ pub enum SiteStatus {
     Unknown,
 }
 
+/// A site's own limits on which events count: its allowed hostnames and
+/// excluded paths (both `*` wildcards). Empty lists admit everything.
+///
+/// The schema reads an empty `allowed_hostnames` as "the domain and its
+/// subdomains"; that default is not enforced yet, because beacons for other
+/// hostnames than the site's domain are what several existing tests send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteFilter {
+    allowed_hostnames: Vec<String>,
+    excluded_paths: Vec<String>,
+}
+
+impl SiteFilter {
+    pub fn new(allowed_hostnames: Vec<String>, excluded_paths: Vec<String>) -> Self {
+        Self { allowed_hostnames, excluded_paths }
+    }
+
+    /// `page_visit`: a pageview or its engagement; only those are dropped on
+    /// excluded paths (custom events there still count as conversions).
+    pub fn admits(&self, hostname: &str, pathname: &str, page_visit: bool) -> bool {
+        let host = hostname.trim_end_matches('.').to_ascii_lowercase();
+        let host_ok = self.allowed_hostnames.is_empty()
+            || self.allowed_hostnames.iter().any(|p| match p.strip_prefix("*.") {
+                Some(parent) => host.strip_suffix(parent).is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                None => *p == host,
+            });
+        let path_ok = !page_visit || !self.excluded_paths.iter().any(|p| wildcard_match(p, pathname));
+        host_ok && path_ok
+    }
+}
+
+/// `*` matches any run of characters (slashes included); all else literally.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = parts.split_first().map(|(f, r)| (*f, r)).unwrap_or(("", &[]));
+    let Some(mut tail) = text.strip_prefix(first) else { return false };
+    let Some((last, middle)) = rest.split_last() else { return tail.is_empty() };
+    for part in middle {
+        match tail.find(part) {
+            Some(i) => tail = &tail[i + part.len()..],
+            None => return false,
+        }
+    }
+    tail.len() >= last.len() && tail.ends_with(last)
+}
+
+type Entry = (SiteStatus, Arc<SiteFilter>, Instant);
+
 pub struct SiteDirectory {
     pool: Pool,
-    cache: Mutex<HashMap<SiteId, (SiteStatus, Instant)>>,
+    cache: Mutex<HashMap<SiteId, Entry>>,
 }
 
 impl SiteDirectory {
@@ -28,26 +76,33 @@ impl SiteDirectory {
     }
 
     pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::db::DbError> {
-        if let Some((status, at)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&site) {
+        Ok(self.lookup(site).await?.0)
+    }
+
+    /// The site's status and its event filter (settings changes show within the cache's 30 s).
+    pub async fn lookup(&self, site: SiteId) -> Result<(SiteStatus, Arc<SiteFilter>), crate::db::DbError> {
+        if let Some((status, filter, at)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&site) {
             if at.elapsed() < TTL {
-                return Ok(*status);
+                return Ok((*status, filter.clone()));
             }
         }
         let client = self.pool.get().await?;
         let row = client
-            .query_opt("SELECT active AND deleted_at IS NULL FROM sites WHERE id = $1", &[site.as_uuid()])
+            .query_opt("SELECT active AND deleted_at IS NULL, allowed_hostnames, excluded_paths FROM sites WHERE id = $1", &[site.as_uuid()])
             .await?;
-        let status = match row.map(|r| r.get::<_, bool>(0)) {
-            Some(true) => SiteStatus::Active,
-            Some(false) => SiteStatus::Inactive,
-            None => SiteStatus::Unknown,
+        let (status, filter) = match row {
+            Some(r) => {
+                let status = if r.get::<_, bool>(0) { SiteStatus::Active } else { SiteStatus::Inactive };
+                (status, Arc::new(SiteFilter::new(r.get(1), r.get(2))))
+            }
+            None => (SiteStatus::Unknown, Arc::new(SiteFilter::default())),
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 100_000 {
             cache.clear();
         }
-        cache.insert(site, (status, Instant::now()));
-        Ok(status)
+        cache.insert(site, (status, filter.clone(), Instant::now()));
+        Ok((status, filter))
     }
 }
 
@@ -85,5 +140,36 @@ impl Site {
             active: row.get("active"),
             created_at: row.get("created_at"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_runs_of_anything() {
+        assert!(wildcard_match("/admin", "/admin"));
+        assert!(!wildcard_match("/admin", "/admin/x"));
+        assert!(wildcard_match("/admin/*", "/admin/users/1"));
+        assert!(wildcard_match("/*/edit", "/posts/9/edit"));
+        assert!(!wildcard_match("/*/edit", "/posts/9/view"));
+        assert!(wildcard_match("*", "/anything"));
+        assert!(!wildcard_match("/a*a", "/a"));
+    }
+
+    #[test]
+    fn filters_check_hostnames_and_excluded_page_visits() {
+        let open = SiteFilter::default();
+        assert!(open.admits("anything.test", "/admin", true));
+        let f = SiteFilter::new(vec!["example.com".into(), "*.example.org".into()], vec!["/admin/*".into()]);
+        assert!(f.admits("example.com", "/", true));
+        assert!(f.admits("Example.COM.", "/", true));
+        assert!(f.admits("blog.example.org", "/", true));
+        assert!(!f.admits("example.org", "/", true), "*. means subdomains");
+        assert!(!f.admits("badexample.org", "/", true));
+        assert!(!f.admits("evil.test", "/", false));
+        assert!(!f.admits("example.com", "/admin/users", true));
+        assert!(f.admits("example.com", "/admin/users", false), "custom events on excluded paths still count");
     }
 }

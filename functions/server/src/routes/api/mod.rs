@@ -6,6 +6,8 @@ pub mod access;
 pub mod account;
 pub mod auth;
 pub mod oauth;
+pub mod organizations;
+pub mod sites;
 
 use std::sync::Arc;
 
@@ -73,8 +75,13 @@ struct ApiDoc;
 
 /// The routes and their generated OpenAPI document.
 pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (routes, mut doc) =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(auth::router()).merge(oauth::router()).merge(account::router()).split_for_parts();
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(oauth::router())
+        .merge(account::router())
+        .merge(organizations::router())
+        .merge(sites::router())
+        .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);
     (routes, doc)
@@ -131,6 +138,25 @@ where
             .await
             .map(|axum::extract::Path(v)| Self(v))
             .map_err(|e| ApiError::not_found(format!("not found: {}", e.body_text())))
+    }
+}
+
+/// `Query<T>` whose rejections (a mistyped parameter) answer 400 in our
+/// `{"error"}` shape with the reason.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <axum::extract::Query<T> as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
     }
 }
 

@@ -1,0 +1,164 @@
+//! The one definition of sessions and of the additive sums every metric is
+//! computed from. The rollup job runs it over a day's events (into temporary
+//! tables) and stores the sums; the stats engine's raw path runs the very same
+//! SQL over any time range (as CTEs) with filters. So "rollup equals raw" holds
+//! by construction, and the tests check the storage and merging around it.
+//!
+//! Definitions:
+//! - a session is a visitor's events with no gap longer than
+//!   [`SESSION_GAP_MINUTES`], within one UTC day (and one time bucket when the
+//!   query buckets by time: a bucket is the query restricted to it);
+//! - session facts (entry and exit page, bounce, attribution) come from the
+//!   session's events, its first event for attribution;
+//! - a bounce is a session with one pageview and no interactive event.
+
+pub const SESSION_GAP_MINUTES: i32 = 30;
+
+/// Event types that make a session interactive (not a bounce), and that count as
+/// (goal) events.
+pub const INTERACTIVE: &str = "('click','form','download','outbound','mailto','tel','purchase','custom')";
+
+/// UTC day of an event: memory-mode visitor hashes never link days, so a day is
+/// the unit visitors are counted in.
+pub const UTC_DAY: &str = "(e.ts AT TIME ZONE 'UTC')::date";
+
+/// Events of one site in `[start, end)` with `uday`, `bucket` and `session_no`.
+/// `site`, `start`, `end` and `bucket` are SQL fragments (placeholders or
+/// fixed expressions over `e`), never user text.
+pub fn session_events_sql(site: &str, start: &str, end: &str, bucket: &str) -> String {
+    format!(
+        "SELECT e.*, sum(e.starts) OVER (PARTITION BY e.uday, e.bucket, e.visitor_hash ORDER BY e.ts, e.id ROWS UNBOUNDED PRECEDING) AS session_no
+         FROM (SELECT e.*, {UTC_DAY} AS uday, {bucket} AS bucket,
+                      CASE WHEN e.ts - lag(e.ts) OVER (PARTITION BY {UTC_DAY}, {bucket}, e.visitor_hash ORDER BY e.ts, e.id)
+                                <= interval '{SESSION_GAP_MINUTES} minutes'
+                           THEN 0 ELSE 1 END AS starts
+               FROM events e WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end}) e"
+    )
+}
+
+/// One row per session of the events relation `ev`: its facts and its first
+/// event's attribution.
+pub fn sessions_sql(ev: &str) -> String {
+    let first = |col: &str| format!("(array_agg({col} ORDER BY ts, id))[1] AS {col}");
+    let attribution = [
+        "channel", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "region", "city", "browser",
+        "browser_version", "os", "os_version", "device",
+    ]
+    .map(first)
+    .join(",\n            ");
+    format!(
+        "SELECT uday, bucket, visitor_hash, session_no,
+            count(*) FILTER (WHERE event_type = 'pageview') = 1 AND NOT bool_or(event_type IN {INTERACTIVE}) AS bounced,
+            (array_agg(pathname ORDER BY ts, id) FILTER (WHERE event_type = 'pageview'))[1] AS entry_page,
+            (array_agg(pathname ORDER BY ts DESC, id DESC) FILTER (WHERE event_type = 'pageview'))[1] AS exit_page,
+            (array_agg(referrer_source ORDER BY ts, id))[1] AS source,
+            (array_agg(referrer_host ORDER BY ts, id))[1] AS referrer,
+            {attribution},
+            (array_agg(CASE WHEN screen_width IS NULL THEN NULL
+                            WHEN screen_width < 576 THEN 'Mobile' WHEN screen_width < 992 THEN 'Tablet'
+                            WHEN screen_width < 1440 THEN 'Laptop' ELSE 'Desktop' END ORDER BY ts, id))[1] AS screen
+         FROM {ev} GROUP BY uday, bucket, visitor_hash, session_no"
+    )
+}
+
+/// What to sum, and by which keys. Every field is a SQL fragment built by this
+/// crate from a fixed whitelist; user values only ever enter as placeholders.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// The events relation (from [`session_events_sql`]) and the sessions one.
+    pub ev: String,
+    pub s: String,
+    /// Group keys over `ev`, `s` and the fan-out's columns; rows with a NULL key are left out.
+    pub keys: Vec<String>,
+    /// A `CROSS JOIN LATERAL ...` that gives one event several key values, or "".
+    pub fanout: String,
+    /// Which events are selected (filters), over `ev` and `s`.
+    pub filter: String,
+    /// Which selected events make a session and a visitor count for a key
+    /// (pageviews for pages; every event otherwise).
+    pub presence: String,
+    /// Whether selected events' engaged time and scroll depth count (not for
+    /// event-name and goal keys: those are about conversions, not reading).
+    pub engaged: String,
+}
+
+/// The columns [`Aggregate::sql`] returns after `uday, bucket, k0..kn`.
+pub const SUM_COLUMNS: &str =
+    "visitors, visits, pageviews, bounces, engaged_ms, scroll_depth_sum, engaged_pages, events, revenue, revenue_events";
+
+impl Aggregate {
+    /// `name AS (...)` CTEs ending in `sums` and `rev`; put them after `WITH <your CTEs>,`
+    /// (or after `WITH` alone) and follow them with [`Aggregate::select`].
+    pub fn ctes(&self) -> String {
+        let ks: String = (0..self.keys.len()).map(|i| format!(", k{i}")).collect();
+        let key_exprs: String = self.keys.iter().enumerate().map(|(i, k)| format!(", ({k})::text AS k{i}")).collect();
+        let not_null: String = (0..self.keys.len()).map(|i| format!(" AND k{i} IS NOT NULL")).collect();
+        let Self { ev, s, fanout, filter, presence, engaged, .. } = self;
+        format!(
+            "sel AS (
+                SELECT ev.uday, ev.bucket, ev.visitor_hash, ev.session_no, ev.event_type, ev.pathname, ev.engaged_ms,
+                       ev.scroll_depth, ev.revenue_minor, ev.revenue_currency, s.bounced{key_exprs},
+                       coalesce(({presence}), false) AS presence, coalesce(({engaged}), false) AS engaged_row
+                FROM {ev} ev JOIN {s} s ON s.uday = ev.uday AND s.bucket = ev.bucket
+                                       AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no
+                {fanout}
+                WHERE ({filter})),
+             per_page AS (
+                SELECT uday, bucket, visitor_hash, session_no{ks}, bool_or(bounced) AS bounced, bool_or(presence) AS present,
+                       count(*) FILTER (WHERE presence AND event_type = 'pageview') AS pageviews,
+                       count(*) FILTER (WHERE presence AND event_type IN {INTERACTIVE}) AS events,
+                       coalesce(sum(engaged_ms) FILTER (WHERE engaged_row), 0) AS engaged_ms,
+                       max(scroll_depth) FILTER (WHERE engaged_row AND event_type = 'engagement') AS scroll,
+                       coalesce(bool_or(engaged_row AND event_type = 'engagement'), false) AS engaged_page
+                FROM sel WHERE true{not_null}
+                GROUP BY uday, bucket, visitor_hash, session_no{ks}, pathname),
+             per_session AS (
+                SELECT uday, bucket, visitor_hash, session_no{ks}, bool_or(bounced) AS bounced,
+                       sum(pageviews) AS pageviews, sum(events) AS events, sum(engaged_ms) AS engaged_ms,
+                       coalesce(sum(scroll), 0) AS scroll_sum, count(*) FILTER (WHERE engaged_page) AS engaged_pages
+                FROM per_page GROUP BY uday, bucket, visitor_hash, session_no{ks} HAVING bool_or(present)),
+             sums AS (
+                SELECT uday, bucket{ks}, count(DISTINCT visitor_hash)::bigint AS visitors, count(*)::bigint AS visits,
+                       sum(pageviews)::bigint AS pageviews, count(*) FILTER (WHERE bounced)::bigint AS bounces,
+                       sum(engaged_ms)::bigint AS engaged_ms, sum(scroll_sum)::bigint AS scroll_depth_sum,
+                       sum(engaged_pages)::bigint AS engaged_pages, sum(events)::bigint AS events
+                FROM per_session GROUP BY uday, bucket{ks}),
+             rev AS (
+                SELECT uday, bucket{ks}, jsonb_object_agg(cur, amount) AS revenue, jsonb_object_agg(cur, n) AS revenue_events
+                FROM (SELECT uday, bucket{ks}, revenue_currency AS cur, sum(revenue_minor) AS amount, count(*) AS n
+                      FROM sel WHERE presence AND revenue_minor IS NOT NULL AND revenue_currency IS NOT NULL{not_null}
+                      GROUP BY uday, bucket{ks}, revenue_currency) c
+                GROUP BY uday, bucket{ks})"
+        )
+    }
+
+    /// `SELECT uday, bucket, k0.., <SUM_COLUMNS>` over the CTEs of [`Aggregate::ctes`].
+    pub fn select(&self) -> String {
+        let ks: String = (0..self.keys.len()).map(|i| format!(", k{i}")).collect();
+        format!(
+            "SELECT sums.*, coalesce(rev.revenue, '{{}}') AS revenue, coalesce(rev.revenue_events, '{{}}') AS revenue_events
+             FROM sums LEFT JOIN rev USING (uday, bucket{ks})"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_named_in_order_and_null_keys_are_dropped() {
+        let a = Aggregate {
+            ev: "ev".into(),
+            s: "s".into(),
+            keys: vec!["s.country".into(), "ev.bucket".into()],
+            fanout: String::new(),
+            filter: "true".into(),
+            presence: "true".into(),
+            engaged: "true".into(),
+        };
+        let sql = a.ctes();
+        assert!(sql.contains("(s.country)::text AS k0, (ev.bucket)::text AS k1"));
+        assert!(sql.contains("AND k0 IS NOT NULL AND k1 IS NOT NULL"));
+    }
+}

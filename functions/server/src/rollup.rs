@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::stats::goals::Goals;
 pub use crate::stats::sessions::SESSION_GAP_MINUTES;
-use crate::stats::sessions::{Aggregate, INTERACTIVE, SUM_COLUMNS, session_events_sql, sessions_sql};
+use crate::stats::sessions::{Aggregate, GOAL_TYPE_EVENTS, SUM_COLUMNS, session_events_sql, sessions_sql};
 
 /// Dimensions whose value is a fact of the session (its first event's),
 /// as (dimension name in `daily_rollups`, SQL expression over the session row `s`).
@@ -73,6 +73,8 @@ fn session_fanout() -> String {
 /// The four passes over the day's sessions: (fan-out, filter, presence, engaged).
 fn rollup_passes(goals_source: &str) -> [Aggregate; 4] {
     let pass = |keys: [&str; 2], fanout: String, filter: String, presence: &str, engaged: &str| Aggregate {
+        // A goal row counts every conversion; other rows count goal-type events.
+        counted: if keys[0] == "'goal'" { "true".into() } else { GOAL_TYPE_EVENTS.into() },
         ev: "r_ev".into(),
         s: "r_s".into(),
         keys: keys.map(str::to_owned).to_vec(),
@@ -81,7 +83,7 @@ fn rollup_passes(goals_source: &str) -> [Aggregate; 4] {
         presence: presence.into(),
         engaged: engaged.into(),
     };
-    let goal_events = format!("ev.event_type IN {INTERACTIVE}");
+    let goal_events = GOAL_TYPE_EVENTS.to_owned();
     [
         pass(["d.dimension", "d.value"], session_fanout(), "true".into(), "true", "true"),
         pass(["'page'", PAGE_KEY], String::new(), "true".into(), PAGE_PRESENCE, "true"),

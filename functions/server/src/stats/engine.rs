@@ -442,9 +442,10 @@ impl Engine<'_> {
                 .client
                 .query(
                     &format!(
-                        "SELECT {bucket}, value, r.key, sum(r.value::bigint)::bigint, sum(coalesce((revenue_events ->> r.key)::bigint, 0))::bigint
-                         FROM daily_rollups, jsonb_each_text(revenue) r
-                         WHERE site_id = $1 AND dimension = $2 AND day = ANY($3::date[])
+                        "SELECT {bucket}, d.value, r.cur, sum(r.amount::bigint)::bigint,
+                                sum(coalesce((d.revenue_events ->> r.cur)::bigint, 0))::bigint
+                         FROM daily_rollups d, jsonb_each_text(d.revenue) AS r(cur, amount)
+                         WHERE d.site_id = $1 AND d.dimension = $2 AND d.day = ANY($3::date[])
                          GROUP BY 1, 2, 3"
                     ),
                     &[site, &dimension, &days],
@@ -495,6 +496,7 @@ impl Engine<'_> {
             fanout: g.fanout,
             filter,
             presence: g.presence.into(),
+            counted: g.counted.into(),
             engaged: g.engaged.into(),
         };
         let sql = format!(

@@ -32,7 +32,7 @@ pub enum StatsError {
     SiteTimezone(String),
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", db_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("CSV: {0}")]
     Csv(String),
@@ -43,4 +43,9 @@ impl StatsError {
     pub fn is_client_error(&self) -> bool {
         !matches!(self, StatsError::SiteTimezone(_) | StatsError::Pool(_) | StatsError::Postgres(_) | StatsError::Csv(_))
     }
+}
+
+/// tokio-postgres shows "db error" alone; the server's message is what helps.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} ({})", d.message(), d.code().code()))
 }

@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::goals::{Goal, Goals};
 use super::request::{Dimension, DimensionKind, Filter, Operator};
-use super::sessions::INTERACTIVE;
+use super::sessions::{GOAL_TYPE_EVENTS, INTERACTIVE};
 use crate::rollup::{PAGE_KEY, PAGE_PRESENCE, SESSION_DIMENSIONS};
 
 /// Bind parameters, numbered as they are pushed.
@@ -49,6 +49,7 @@ pub struct Grouping {
     pub keys: Vec<String>,
     pub fanout: String,
     pub presence: &'static str,
+    pub counted: &'static str,
     pub engaged: &'static str,
 }
 
@@ -81,6 +82,7 @@ pub fn grouping(dims: &[Dimension], goals: &Goals, params: &mut Params) -> Group
         keys,
         fanout,
         presence: if has(DimensionKind::Page) { PAGE_PRESENCE } else { "true" },
+        counted: if has(DimensionKind::Goal) { "true" } else { GOAL_TYPE_EVENTS },
         engaged: if has(DimensionKind::EventName) || has(DimensionKind::Goal) { "false" } else { "true" },
     }
 }

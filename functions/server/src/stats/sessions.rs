@@ -18,6 +18,9 @@ pub const SESSION_GAP_MINUTES: i32 = 30;
 /// (goal) events.
 pub const INTERACTIVE: &str = "('click','form','download','outbound','mailto','tel','purchase','custom')";
 
+/// Events counted as `events` outside goal breakdowns.
+pub const GOAL_TYPE_EVENTS: &str = "ev.event_type IN ('click','form','download','outbound','mailto','tel','purchase','custom')";
+
 /// UTC day of an event: memory-mode visitor hashes never link days, so a day is
 /// the unit visitors are counted in.
 pub const UTC_DAY: &str = "(e.ts AT TIME ZONE 'UTC')::date";
@@ -77,6 +80,9 @@ pub struct Aggregate {
     /// Which selected events make a session and a visitor count for a key
     /// (pageviews for pages; every event otherwise).
     pub presence: String,
+    /// Which present events count as `events` (goal-type events; every
+    /// conversion for goals, pageview goals included).
+    pub counted: String,
     /// Whether selected events' engaged time and scroll depth count (not for
     /// event-name and goal keys: those are about conversions, not reading).
     pub engaged: String,
@@ -93,12 +99,13 @@ impl Aggregate {
         let ks: String = (0..self.keys.len()).map(|i| format!(", k{i}")).collect();
         let key_exprs: String = self.keys.iter().enumerate().map(|(i, k)| format!(", ({k})::text AS k{i}")).collect();
         let not_null: String = (0..self.keys.len()).map(|i| format!(" AND k{i} IS NOT NULL")).collect();
-        let Self { ev, s, fanout, filter, presence, engaged, .. } = self;
+        let Self { ev, s, fanout, filter, presence, counted, engaged, .. } = self;
         format!(
             "sel AS (
                 SELECT ev.uday, ev.bucket, ev.visitor_hash, ev.session_no, ev.event_type, ev.pathname, ev.engaged_ms,
                        ev.scroll_depth, ev.revenue_minor, ev.revenue_currency, s.bounced{key_exprs},
-                       coalesce(({presence}), false) AS presence, coalesce(({engaged}), false) AS engaged_row
+                       coalesce(({presence}), false) AS presence, coalesce(({counted}), false) AS counted,
+                       coalesce(({engaged}), false) AS engaged_row
                 FROM {ev} ev JOIN {s} s ON s.uday = ev.uday AND s.bucket = ev.bucket
                                        AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no
                 {fanout}
@@ -106,7 +113,7 @@ impl Aggregate {
              per_page AS (
                 SELECT uday, bucket, visitor_hash, session_no{ks}, bool_or(bounced) AS bounced, bool_or(presence) AS present,
                        count(*) FILTER (WHERE presence AND event_type = 'pageview') AS pageviews,
-                       count(*) FILTER (WHERE presence AND event_type IN {INTERACTIVE}) AS events,
+                       count(*) FILTER (WHERE presence AND counted) AS events,
                        coalesce(sum(engaged_ms) FILTER (WHERE engaged_row), 0) AS engaged_ms,
                        max(scroll_depth) FILTER (WHERE engaged_row AND event_type = 'engagement') AS scroll,
                        coalesce(bool_or(engaged_row AND event_type = 'engagement'), false) AS engaged_page
@@ -155,6 +162,7 @@ mod tests {
             fanout: String::new(),
             filter: "true".into(),
             presence: "true".into(),
+            counted: "true".into(),
             engaged: "true".into(),
         };
         let sql = a.ctes();

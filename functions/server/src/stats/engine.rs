@@ -494,6 +494,7 @@ impl Engine<'_> {
             s: "s".into(),
             keys: g.keys,
             fanout: g.fanout,
+            session_fanout: String::new(),
             filter,
             presence: g.presence.into(),
             counted: g.counted.into(),

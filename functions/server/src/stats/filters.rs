@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::goals::{Goal, Goals};
 use super::request::{Dimension, DimensionKind, Filter, Operator};
-use super::sessions::{GOAL_TYPE_EVENTS, INTERACTIVE};
+use super::sessions::{GOAL_TYPE_EVENTS, INTERACTIVE, Key};
 use crate::rollup::{PAGE_KEY, PAGE_PRESENCE, SESSION_DIMENSIONS};
 
 /// Bind parameters, numbered as they are pushed.
@@ -46,7 +46,7 @@ fn goals_source<'a>(goals: impl Iterator<Item = &'a Goal>, params: &mut Params) 
 
 /// The grouping of a query's dimensions over `ev` (events) and `s` (sessions).
 pub struct Grouping {
-    pub keys: Vec<String>,
+    pub keys: Vec<Key>,
     pub fanout: String,
     pub presence: &'static str,
     pub counted: &'static str,
@@ -58,12 +58,12 @@ pub fn grouping(dims: &[Dimension], goals: &Goals, params: &mut Params) -> Group
     let keys = dims
         .iter()
         .map(|d| match d {
-            Dimension::Page => PAGE_KEY.to_owned(),
-            Dimension::Hostname => "ev.hostname".to_owned(),
-            Dimension::Name => format!("CASE WHEN ev.event_type IN {INTERACTIVE} THEN ev.name END"),
+            Dimension::Page => Key::event(PAGE_KEY),
+            Dimension::Hostname => Key::event("ev.hostname"),
+            Dimension::Name => Key::event(format!("CASE WHEN ev.event_type IN {INTERACTIVE} THEN ev.name END")),
             Dimension::Prop(k) => {
                 let key = params.push(k.clone(), "::text");
-                format!("CASE WHEN ev.event_type IN {INTERACTIVE} THEN ev.props ->> {key} END")
+                Key::event(format!("CASE WHEN ev.event_type IN {INTERACTIVE} THEN ev.props ->> {key} END"))
             }
             Dimension::Goal => {
                 fanout = format!(
@@ -71,10 +71,11 @@ pub fn grouping(dims: &[Dimension], goals: &Goals, params: &mut Params) -> Group
                     goals_source(goals.goals.iter(), params),
                     Goals::match_sql()
                 );
-                "gd.key".to_owned()
+                Key::event("gd.key")
             }
-            Dimension::Visit(v) => session_expr(v).to_owned(),
-            Dimension::Time(_) => "ev.bucket".to_owned(),
+            Dimension::Visit(v) => Key::session(session_expr(v)),
+            // The bucket is part of the session's identity: per session it is one value.
+            Dimension::Time(_) => Key::session("s.bucket"),
         })
         .collect();
     let has = |k: DimensionKind| dims.iter().any(|d| d.kind() == k);

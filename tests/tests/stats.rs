@@ -425,6 +425,7 @@ async fn bad_requests_are_typed_errors() {
         (json!({"metrics": ["conversion_rate"], "date_range": "30d"}), "needs an event:goal"),
         (json!({"metrics": ["bounce_rate"], "date_range": "30d", "dimensions": ["event:name"]}), "bounce_rate"),
         (json!({"metrics": ["visitors"], "date_range": "12mo", "dimensions": ["time:hour"]}), "too many time buckets"),
+        (json!({"metrics": ["visitors"], "date_range": "30d", "filters": [["is", "event:goal", ["Nope"]]]}), "no goal named `Nope`"),
     ];
     for (body, message) in cases {
         let request: QueryRequest = serde_json::from_value(req(&site, body.clone())).unwrap();
@@ -443,7 +444,8 @@ async fn realtime_and_csv_export() {
     let app = TestApp::spawn().await;
     let id = app.create_site().await;
     let site = StatsSite { id, timezone: "UTC".into() };
-    let now = Utc::now();
+    // Yesterday noon: the minutes before it are all one day, whenever the test runs.
+    let now = (Utc::now() - Duration::days(1)).date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc();
     send(&app, id, now - Duration::minutes(1), "192.0.2.10", "/live", json!({})).await;
     send(&app, id, now - Duration::minutes(2), "192.0.2.11", "/live", json!({})).await;
     send(&app, id, now - Duration::minutes(12), "192.0.2.12", "/earlier", json!({})).await;

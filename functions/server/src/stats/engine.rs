@@ -58,6 +58,7 @@ pub async fn query_with(
     let q = Query::parse(&request)?;
     let client = pool.get().await?;
     let goals = Goals::load(&client, site.id).await?;
+    check_goal_names(&q, &goals)?;
     let range = resolve_range(&client, site, &q.date_range, now).await?;
     let grain = q.time_dimension().map(|(_, g)| concrete_grain(g, &range)).transpose()?;
     let engine = Engine { client: &client, site, goals: &goals, grain, source, now };
@@ -112,6 +113,15 @@ pub async fn query_with(
             "include": request.include, "pagination": {"limit": q.limit, "offset": q.offset},
         }),
     })
+}
+
+/// A goal filter naming no goal of the site is a mistake, not an empty answer.
+fn check_goal_names(q: &Query, goals: &Goals) -> Result<(), StatsError> {
+    let named = q.filters.iter().flat_map(Filter::conditions).filter(|c| *c.1 == Dimension::Goal).flat_map(|c| c.2.iter());
+    match named.into_iter().find(|name| goals.by_name(name).is_none()) {
+        Some(name) => Err(StatsError::InvalidFilter(format!("the site has no goal named `{name}`"))),
+        None => Ok(()),
+    }
 }
 
 /// `[start, end)` in UTC; `days` are the local days it was made of, if any.

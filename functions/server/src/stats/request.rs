@@ -2,7 +2,7 @@
 //! typed query it parses into ([`Query`]). Everything the engine needs to know
 //! is checked here, so the engine never meets an invalid query.
 
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -419,7 +419,10 @@ impl DateRange {
             return Ok(DateRange::Dates(s, e));
         }
         let instant = |x: &str| {
-            DateTime::parse_from_rfc3339(x).map_err(|_| bad(format!("`{x}` is neither YYYY-MM-DD nor an ISO 8601 datetime with offset")))
+            DateTime::parse_from_rfc3339(x)
+                .ok()
+                .filter(|t| YEARS.contains(&t.year()))
+                .ok_or_else(|| bad(format!("`{x}` is neither YYYY-MM-DD nor an ISO 8601 datetime with offset (years {}-{})", YEARS.start(), YEARS.end())))
         };
         let (s, e) = (instant(a)?, instant(b)?);
         if e <= s {
@@ -433,9 +436,12 @@ impl DateRange {
     }
 }
 
+/// Years a date may have: date arithmetic near chrono's limits would overflow.
+const YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
+
 fn parse_date(s: &str) -> Option<NaiveDate> {
     // Exactly YYYY-MM-DD: chrono alone would also take `2024-1-5`.
-    (s.len() == 10).then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten()
+    (s.len() == 10).then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten().filter(|d| YEARS.contains(&d.year()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -644,7 +650,8 @@ mod tests {
 
     #[test]
     fn bad_dates_and_long_ranges_are_refused() {
-        for range in [json!("3d"), json!(["2026-02-30", "2026-03-01"]), json!(["2026-03-02", "2026-03-01"]), json!(["2026-1-1", "2026-01-02"]), json!(42)] {
+        for range in [json!("3d"), json!(["2026-02-30", "2026-03-01"]), json!(["0001-01-01", "0001-01-02"]),
+                      json!(["-262143-01-01T00:00:00Z", "2026-01-01T00:00:00Z"]), json!(["2026-03-02", "2026-03-01"]), json!(["2026-1-1", "2026-01-02"]), json!(42)] {
             let e = parse(with("date_range", range.clone())).unwrap_err();
             assert!(matches!(e, StatsError::InvalidDateRange(_)), "{range}: {e}");
         }
@@ -652,6 +659,7 @@ mod tests {
         assert!(matches!(e, StatsError::RangeTooLong { .. }), "{e}");
         let q = parse(with("date_range", json!(["2026-01-01T00:00:00+01:00", "2026-01-02T00:00:00Z"]))).unwrap();
         assert!(matches!(q.date_range, DateRange::Instants(..)));
+        assert!(matches!(parse(with("date", json!("0001-01-01"))), Err(StatsError::InvalidDateRange(_))));
         let mut b = with("date", json!("2026-02-01"));
         b["date_range"] = json!("7d");
         assert_eq!(parse(b).unwrap().date_range, DateRange::Preset { preset: Preset::Days(7), anchor: NaiveDate::from_ymd_opt(2026, 2, 1) });

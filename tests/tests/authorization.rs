@@ -90,6 +90,11 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("POST", "/api/sites/{site_id}/shared-links", Site(EditSites)),
     ("DELETE", "/api/sites/{site_id}/shared-links/{link_id}", Site(EditSites)),
     ("GET", "/api/shared/{slug}", Public),
+    ("POST", "/api/v2/query", Site(ViewStats)),
+    ("GET", "/api/sites/{site_id}/realtime", Site(ViewStats)),
+    ("GET", "/api/sites/{site_id}/export.csv", Site(ViewStats)),
+    ("POST", "/api/shared/{slug}/query", Public),
+    ("GET", "/api/shared/{slug}/realtime", Public),
 ];
 
 async fn openapi_operations(app: &TestApp) -> BTreeSet<(String, String)> {
@@ -283,6 +288,9 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
         ("POST", "/api/sites/{site_id}/goals") => json!({"kind": "event", "event_name": format!("e{}", &unique[..8])}),
         ("POST", "/api/invitations/accept") => json!({"token": "not-a-real-token"}),
         ("PATCH", "/api/me") => json!({"name": "Someone"}),
+        // The site is named in the body here, as Plausible's API does.
+        ("POST", "/api/v2/query") => json!({"site_id": w.site.to_string(), "metrics": ["visitors"], "date_range": "7d"}),
+        ("POST", "/api/shared/{slug}/query") => json!({"metrics": ["visitors"], "date_range": "7d"}),
         _ => json!({}),
     }
 }

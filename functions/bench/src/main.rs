@@ -1,4 +1,4 @@
-//! `cargo run --release -p engagetrack-bench -- <copy|rollup|http>`
+//! `cargo run --release -p engagetrack-bench -- <copy|rollup|http|stats>`
 //!
 //! Each run makes a scratch database on the PostgreSQL at `DATABASE_URL`
 //! (else 127.0.0.1:5432), measures, prints one JSON line, and drops it.
@@ -14,6 +14,8 @@ use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use engagetrack_server::rollup;
+
+mod stats;
 use engagetrack_tests::TestApp;
 use shared::{AnonymisedEvent, EventId, Pipeline, Processed, Salt, SiteId, Visit};
 
@@ -36,6 +38,14 @@ enum Command {
     Rollup {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+    },
+    /// Seed N events over 30 days for one site (SQL generate_series), roll the
+    /// days up, then time the dashboard's query set for the last 30 days.
+    Stats {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
     },
     /// Serve the app and load `POST /api/e` from a second process (wrk);
     /// events per second counted as rows in PostgreSQL.
@@ -111,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             let secs = started.elapsed().as_secs_f64();
             println!("{}", serde_json::json!({"bench": "rollup", "events": all.len(), "rollup_rows": rolled.rows, "seconds": secs}));
         }
+        Command::Stats { events, runs } => stats::run(&app, site, events, runs).await?,
         Command::Http { seconds, connections } => {
             let script = std::env::temp_dir().join(format!("engagetrack-wrk-{}.lua", std::process::id()));
             std::fs::write(

@@ -22,6 +22,7 @@ pub mod salt;
 pub mod secrets;
 pub mod seed;
 pub mod sites;
+pub mod stats;
 pub mod state;
 pub mod telemetry;
 

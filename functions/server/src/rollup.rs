@@ -14,36 +14,38 @@ use deadpool_postgres::Pool;
 use shared::SiteId;
 use uuid::Uuid;
 
-pub const SESSION_GAP_MINUTES: i32 = 30;
-
-/// Event types that make a session interactive (not a bounce).
-const INTERACTIVE: &str = "('click','form','download','outbound','mailto','tel','purchase','custom')";
-/// Event types counted as goal events.
-const GOALS: &str = INTERACTIVE;
+use crate::stats::goals::Goals;
+pub use crate::stats::sessions::SESSION_GAP_MINUTES;
+use crate::stats::sessions::{Aggregate, GOAL_TYPE_EVENTS, Key, SUM_COLUMNS, session_events_sql, sessions_sql};
 
 /// Dimensions whose value is a fact of the session (its first event's),
-/// as (dimension name, SQL expression over the session row).
+/// as (dimension name in `daily_rollups`, SQL expression over the session row `s`).
 pub const SESSION_DIMENSIONS: &[(&str, &str)] = &[
-    ("entry_page", "entry_page"),
-    ("exit_page", "exit_page"),
-    ("source", "source"),
-    ("channel", "channel"),
-    ("referrer", "referrer"),
-    ("utm_source", "utm_source"),
-    ("utm_medium", "utm_medium"),
-    ("utm_campaign", "utm_campaign"),
-    ("utm_term", "utm_term"),
-    ("utm_content", "utm_content"),
-    ("country", "country"),
-    ("region", "region"),
-    ("city", "city"),
-    ("browser", "browser"),
-    ("browser_version", "browser || ' ' || browser_version"),
-    ("os", "os"),
-    ("os_version", "os || ' ' || os_version"),
-    ("device", "device"),
-    ("screen", "screen"),
+    ("entry_page", "s.entry_page"),
+    ("exit_page", "s.exit_page"),
+    ("source", "s.source"),
+    ("channel", "s.channel"),
+    ("referrer", "s.referrer"),
+    ("utm_source", "s.utm_source"),
+    ("utm_medium", "s.utm_medium"),
+    ("utm_campaign", "s.utm_campaign"),
+    ("utm_term", "s.utm_term"),
+    ("utm_content", "s.utm_content"),
+    ("country", "s.country"),
+    ("region", "s.region"),
+    ("city", "s.city"),
+    ("browser", "s.browser"),
+    ("browser_version", "s.browser || ' ' || s.browser_version"),
+    ("os", "s.os"),
+    ("os_version", "s.os || ' ' || s.os_version"),
+    ("device", "s.device"),
+    ("screen", "s.screen"),
 ];
+
+/// The page dimension: a pageview makes a visit count for its page; engagement
+/// on the page gives its time and scroll depth.
+pub const PAGE_KEY: &str = "CASE WHEN ev.event_type IN ('pageview', 'engagement') THEN ev.pathname END";
+pub const PAGE_PRESENCE: &str = "ev.event_type = 'pageview'";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollupError {
@@ -60,150 +62,87 @@ pub struct DayRolled {
     pub rows: u64,
 }
 
-/// `VALUES` rows (dimension, value) for a session row aliased `s`.
-fn lateral_values() -> String {
-    std::iter::once("('', '')".to_owned())
-        .chain(SESSION_DIMENSIONS.iter().map(|(name, expr)| {
-            let qualified = expr.split(' ').map(|w| if w.chars().all(|c| c.is_ascii_lowercase() || c == '_') { format!("s.{w}") } else { w.to_owned() });
-            format!("('{name}', {})", qualified.collect::<Vec<_>>().join(" "))
-        }))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `VALUES` rows (dimension, value): the totals ('', '') and every session dimension.
+fn session_fanout() -> String {
+    let rows: Vec<String> = std::iter::once("('', '')".to_owned())
+        .chain(SESSION_DIMENSIONS.iter().map(|(name, expr)| format!("('{name}', {expr})")))
+        .collect();
+    format!("CROSS JOIN LATERAL (VALUES {}) AS d(dimension, value)", rows.join(", "))
 }
 
-/// Rolls up one site's day from its raw events.
+/// The four passes over the day's sessions.
+fn rollup_passes(goals_source: &str) -> [Aggregate; 4] {
+    let pass = |keys: [Key; 2]| Aggregate {
+        ev: "r_ev".into(),
+        s: "r_s".into(),
+        keys: keys.to_vec(),
+        fanout: String::new(),
+        session_fanout: String::new(),
+        filter: "true".into(),
+        presence: "true".into(),
+        counted: GOAL_TYPE_EVENTS.into(),
+        engaged: "true".into(),
+    };
+    [
+        // Totals and session dimensions: sessions fan out, not their events.
+        Aggregate { session_fanout: session_fanout(), ..pass([Key::session("d.dimension"), Key::session("d.value")]) },
+        Aggregate { presence: PAGE_PRESENCE.into(), ..pass([Key::event("'page'"), Key::event(PAGE_KEY)]) },
+        Aggregate {
+            fanout: "CROSS JOIN LATERAL (SELECT 'event', ev.name UNION ALL
+                                         SELECT 'prop:' || p.key, p.value FROM jsonb_each_text(ev.props) p) AS d(dimension, value)"
+                .into(),
+            filter: GOAL_TYPE_EVENTS.into(),
+            engaged: "false".into(),
+            ..pass([Key::event("d.dimension"), Key::event("d.value")])
+        },
+        // A goal row counts every conversion, pageview goals included.
+        Aggregate {
+            fanout: format!("CROSS JOIN LATERAL (SELECT g.key FROM {goals_source} WHERE {}) AS d(goal)", Goals::match_sql()),
+            counted: "true".into(),
+            engaged: "false".into(),
+            ..pass([Key::event("'goal'"), Key::event("d.goal")])
+        },
+    ]
+}
+
+/// Rolls up one site's day from its raw events. Goal rows are keyed by goal
+/// id and hold the goals as they are now; the stats engine reads them only for
+/// days rolled up after the newest goal was made.
 pub async fn rollup_day(pool: &Pool, site: SiteId, day: NaiveDate) -> Result<DayRolled, RollupError> {
     let start: DateTime<Utc> = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let end = start + Duration::days(1);
     let mut client = pool.get().await?;
+    let goals = Goals::load(&client, site).await?;
     let tx = client.transaction().await?;
+    // The day's events are sorted several times; on disk that is several times slower.
+    tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
     let site_id = *site.as_uuid();
-    // 1. Events of the day with their session number.
+    // Sessions once, into temporary tables every pass reads.
     tx.execute(
-        &format!(
-            "CREATE TEMP TABLE r_ev ON COMMIT DROP AS
-             SELECT e.*, sum(starts) OVER (PARTITION BY visitor_hash ORDER BY ts, id ROWS UNBOUNDED PRECEDING) AS session_no
-             FROM (SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY visitor_hash ORDER BY ts, id) <= interval '{SESSION_GAP_MINUTES} minutes'
-                                  THEN 0 ELSE 1 END AS starts
-                   FROM events WHERE site_id = $1 AND ts >= $2 AND ts < $3) e"
-        ),
+        &format!("CREATE TEMP TABLE r_ev ON COMMIT DROP AS {}", session_events_sql("$1", "$2", "$3", "''::text")),
         &[&site_id, &start, &end],
     )
     .await?;
-    // 2. One row per session: its facts and its first event's attribution.
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE r_s ON COMMIT DROP AS
-         WITH session_scroll AS (
-             SELECT visitor_hash, session_no, sum(scroll) AS scroll_sum
-             FROM (SELECT visitor_hash, session_no, pathname, max(scroll_depth) AS scroll
-                   FROM r_ev WHERE event_type = 'engagement' GROUP BY 1, 2, 3) p
-             GROUP BY 1, 2)
-         SELECT s.*, coalesce(sc.scroll_sum, 0) AS scroll_sum
-         FROM (
-             SELECT visitor_hash, session_no,
-                 count(*) FILTER (WHERE event_type = 'pageview') AS pageviews,
-                 count(*) FILTER (WHERE event_type IN {GOALS}) AS goal_events,
-                 count(*) FILTER (WHERE event_type = 'pageview') = 1
-                     AND NOT bool_or(event_type IN {INTERACTIVE}) AS bounced,
-                 coalesce(sum(engaged_ms), 0) AS engaged_ms,
-                 (array_agg(pathname ORDER BY ts, id) FILTER (WHERE event_type = 'pageview'))[1] AS entry_page,
-                 (array_agg(pathname ORDER BY ts DESC, id DESC) FILTER (WHERE event_type = 'pageview'))[1] AS exit_page,
-                 (array_agg(referrer_source ORDER BY ts, id))[1] AS source,
-                 (array_agg(channel ORDER BY ts, id))[1] AS channel,
-                 (array_agg(referrer_host ORDER BY ts, id))[1] AS referrer,
-                 (array_agg(utm_source ORDER BY ts, id))[1] AS utm_source,
-                 (array_agg(utm_medium ORDER BY ts, id))[1] AS utm_medium,
-                 (array_agg(utm_campaign ORDER BY ts, id))[1] AS utm_campaign,
-                 (array_agg(utm_term ORDER BY ts, id))[1] AS utm_term,
-                 (array_agg(utm_content ORDER BY ts, id))[1] AS utm_content,
-                 (array_agg(country ORDER BY ts, id))[1] AS country,
-                 (array_agg(region ORDER BY ts, id))[1] AS region,
-                 (array_agg(city ORDER BY ts, id))[1] AS city,
-                 (array_agg(browser ORDER BY ts, id))[1] AS browser,
-                 (array_agg(browser_version ORDER BY ts, id))[1] AS browser_version,
-                 (array_agg(os ORDER BY ts, id))[1] AS os,
-                 (array_agg(os_version ORDER BY ts, id))[1] AS os_version,
-                 (array_agg(device ORDER BY ts, id))[1] AS device,
-                 (array_agg(CASE WHEN screen_width IS NULL THEN NULL
-                                 WHEN screen_width < 576 THEN 'Mobile' WHEN screen_width < 992 THEN 'Tablet'
-                                 WHEN screen_width < 1440 THEN 'Laptop' ELSE 'Desktop' END ORDER BY ts, id))[1] AS screen
-             FROM r_ev GROUP BY visitor_hash, session_no) s
-         LEFT JOIN session_scroll sc USING (visitor_hash, session_no)"
-    ))
-    .await?;
+    tx.batch_execute(&format!("CREATE TEMP TABLE r_s ON COMMIT DROP AS {}", sessions_sql("r_ev"))).await?;
     // Temporary tables get no statistics by themselves; the planner needs them.
     tx.batch_execute("ANALYZE r_ev; ANALYZE r_s").await?;
     tx.execute("DELETE FROM daily_rollups WHERE site_id = $1 AND day = $2", &[&site_id, &day]).await?;
-    // 3. Totals and session dimensions.
-    let mut rows = tx
-        .execute(
-            &format!(
-                "INSERT INTO daily_rollups (site_id, day, dimension, value, visitors, visits, pageviews, bounces,
-                                            engaged_ms, scroll_depth_sum, events)
-                 SELECT $1, $2, d.dimension, d.value, count(DISTINCT visitor_hash), count(*), sum(pageviews),
-                        count(*) FILTER (WHERE bounced), sum(engaged_ms), sum(scroll_sum), sum(goal_events)
-                 FROM r_s s CROSS JOIN LATERAL (VALUES {}) AS d(dimension, value)
-                 WHERE d.value IS NOT NULL
-                 GROUP BY d.dimension, d.value",
-                lateral_values()
-            ),
-            &[&site_id, &day],
-        )
-        .await?;
-    // 4. Pages: per pageview; bounces of sessions that entered there.
-    rows += tx
-        .execute(
-            "INSERT INTO daily_rollups (site_id, day, dimension, value, visitors, visits, pageviews, bounces,
-                                        engaged_ms, scroll_depth_sum, events)
-             SELECT $1, $2, 'page', p.pathname, p.visitors, p.visits, p.pageviews,
-                    coalesce(b.bounces, 0), coalesce(g.engaged, 0), coalesce(g.scroll, 0), 0
-             FROM (SELECT pathname, count(DISTINCT visitor_hash) AS visitors,
-                          count(DISTINCT (visitor_hash, session_no)) AS visits, count(*) AS pageviews
-                   FROM r_ev WHERE event_type = 'pageview' GROUP BY pathname) p
-             LEFT JOIN (SELECT entry_page, count(*) AS bounces FROM r_s WHERE bounced GROUP BY entry_page) b
-                    ON b.entry_page = p.pathname
-             LEFT JOIN (SELECT pathname, sum(ms) AS engaged, sum(scroll) AS scroll
-                        FROM (SELECT pathname, sum(engaged_ms) AS ms, max(scroll_depth) AS scroll
-                              FROM r_ev WHERE event_type = 'engagement' GROUP BY visitor_hash, session_no, pathname) x
-                        GROUP BY pathname) g ON g.pathname = p.pathname",
-            &[&site_id, &day],
-        )
-        .await?;
-    // 5. Goal events by name, and their custom props.
-    rows += tx
-        .execute(
-            &format!(
-                "INSERT INTO daily_rollups (site_id, day, dimension, value, visitors, visits, events)
-                 SELECT $1, $2, dimension, value, count(DISTINCT visitor_hash), count(DISTINCT (visitor_hash, session_no)), count(*)
-                 FROM (SELECT 'event' AS dimension, name AS value, visitor_hash, session_no FROM r_ev WHERE event_type IN {GOALS}
-                       UNION ALL
-                       SELECT 'prop:' || p.key, p.value, visitor_hash, session_no
-                       FROM r_ev, jsonb_each_text(props) AS p WHERE event_type IN {GOALS}) x
-                 GROUP BY dimension, value"
-            ),
-            &[&site_id, &day],
-        )
-        .await?;
-    // 6. Revenue per currency: totals, session dimensions, event names.
-    tx.execute(
-        &format!(
-            "UPDATE daily_rollups d SET revenue = x.revenue
-             FROM (SELECT dimension, value, jsonb_object_agg(currency, amount) AS revenue
-                   FROM (SELECT dimension, value, currency, sum(minor) AS amount
-                         FROM (SELECT d.dimension, d.value, e.revenue_currency AS currency, e.revenue_minor AS minor
-                               FROM r_ev e JOIN r_s s USING (visitor_hash, session_no)
-                               CROSS JOIN LATERAL (VALUES {}) AS d(dimension, value)
-                               WHERE e.revenue_minor IS NOT NULL AND d.value IS NOT NULL
-                               UNION ALL
-                               SELECT 'event', name, revenue_currency, revenue_minor FROM r_ev WHERE revenue_minor IS NOT NULL) r
-                         GROUP BY 1, 2, 3) c
-                   GROUP BY 1, 2) x
-             WHERE d.site_id = $1 AND d.day = $2 AND d.dimension = x.dimension AND d.value = x.value",
-            lateral_values()
-        ),
-        &[&site_id, &day],
-    )
-    .await?;
+    let (ids, kinds, patterns, names) = goals.by_id_arrays();
+    let goals_source = "unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS g(key, kind, pattern, event_name)";
+    let mut rows = 0;
+    for (n, pass) in rollup_passes(goals_source).into_iter().enumerate() {
+        let sql = format!(
+            "INSERT INTO daily_rollups (site_id, day, dimension, value, {SUM_COLUMNS})
+             WITH {} SELECT $1, $2, k0, k1, {SUM_COLUMNS} FROM ({}) x",
+            pass.ctes(),
+            pass.select()
+        );
+        // Only the goals pass (the last) uses the goal arrays; PostgreSQL
+        // refuses parameters a statement does not mention.
+        let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
+            if n == 3 { &[&site_id, &day, &ids, &kinds, &patterns, &names] } else { &[&site_id, &day] };
+        rows += tx.execute(&sql, params).await?;
+    }
     tx.execute("DELETE FROM rollup_dirty WHERE site_id = $1 AND day = $2", &[&site_id, &day]).await?;
     tx.commit().await?;
     Ok(DayRolled { site_id, day, rows })

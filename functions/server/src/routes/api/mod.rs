@@ -8,6 +8,7 @@ pub mod auth;
 pub mod oauth;
 pub mod organizations;
 pub mod sites;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -81,6 +82,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(account::router())
         .merge(organizations::router())
         .merge(sites::router())
+        .merge(stats::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

@@ -1,0 +1,142 @@
+//! The stats API: `POST /api/v2/query` in Plausible's Stats API v2 shape
+//! (signed-in users with a viewing role, or API keys with `stats:read`), the
+//! realtime view, the CSV export, and the same query for public share links.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiPath, ApiQuery, ErrorBody, access, now};
+use crate::audit::{self, Action};
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, ApiResult};
+use crate::sites::Site;
+use crate::state::AppState;
+use crate::stats::{self, QueryRequest, StatsError, StatsSite};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(query))
+        .routes(routes!(realtime))
+        .routes(routes!(export_csv))
+        .routes(routes!(shared_query))
+        .routes(routes!(shared_realtime))
+}
+
+impl From<StatsError> for ApiError {
+    fn from(e: StatsError) -> Self {
+        if e.is_client_error() {
+            return ApiError::bad_request(e.to_string());
+        }
+        match e {
+            StatsError::Pool(p) => p.into(),
+            StatsError::Postgres(p) => p.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn stats_site(site: &Site) -> StatsSite {
+    StatsSite { id: shared::SiteId::from_uuid(site.id), timezone: site.timezone.clone() }
+}
+
+/// A Stats API v2 query. `site_id` is the site's domain (as Plausible takes
+/// it) or its id. See the README's "Stats API" for metrics, dimensions and
+/// filters.
+#[utoipa::path(post, path = "/api/v2/query", tag = "stats",
+    request_body(content = Object, description = "Plausible Stats API v2 query: site_id, metrics, date_range, dimensions, filters, order_by, include, pagination"),
+    responses((status = 200, body = Object, description = "{results: [{metrics, dimensions, comparison?}], meta, query}"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn query(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Json<stats::QueryResponse>> {
+    let request = QueryRequest::from_json(&body)?;
+    let site = {
+        let db = state.pool.get().await?;
+        access::site(&db, &caller, &request.site_id, Permission::ViewStats).await?.site
+    };
+    Ok(Json(stats::query(&state.pool, &stats_site(&site), request, now()).await?))
+}
+
+/// Visitors in the last 5 minutes, pageviews per minute, top pages now, the latest events.
+#[utoipa::path(get, path = "/api/sites/{site_id}/realtime", tag = "stats",
+    params(("site_id" = String, Path, description = "the site's id or domain")),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn realtime(State(state): State<AppState>, caller: Caller, ApiPath(site_ref): ApiPath<String>) -> ApiResult<Json<stats::Realtime>> {
+    let site = {
+        let db = state.pool.get().await?;
+        access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site
+    };
+    Ok(Json(stats::realtime(&state.pool, &stats_site(&site), now()).await?))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ExportParams {
+    /// A Stats API date range: `7d`, `30d`, `month`, `12mo`, … or `YYYY-MM-DD,YYYY-MM-DD`. Default `30d`.
+    date_range: Option<String>,
+}
+
+fn date_range_value(raw: Option<&str>) -> serde_json::Value {
+    match raw.map(str::trim) {
+        None | Some("") => serde_json::Value::from("30d"),
+        Some(r) => match r.split_once(',') {
+            Some((from, to)) => serde_json::json!([from.trim(), to.trim()]),
+            None => serde_json::Value::from(r),
+        },
+    }
+}
+
+/// The site's stats as CSV (daily numbers, top pages, top sources) — the GDPR export of a site.
+#[utoipa::path(get, path = "/api/sites/{site_id}/export.csv", tag = "stats",
+    params(("site_id" = String, Path, description = "the site's id or domain"), ExportParams),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_csv(State(state): State<AppState>, caller: Caller, ApiPath(site_ref): ApiPath<String>, ApiQuery(params): ApiQuery<ExportParams>) -> ApiResult<Response> {
+    let db = state.pool.get().await?;
+    let site = access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site;
+    let csv = stats::export_csv(&state.pool, &stats_site(&site), date_range_value(params.date_range.as_deref()), now()).await?;
+    audit::record(&db, Some(site.organization_id), caller.user_id(), Action::StatsExported, Some(&site.domain), serde_json::json!({"date_range": params.date_range})).await?;
+    let filename = format!("attachment; filename=\"{}-stats.csv\"", site.domain.replace(['"', '\\'], ""));
+    let mut response = csv.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&filename) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+fn share_password(headers: &HeaderMap) -> Option<String> {
+    headers.get("x-share-password").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The same query for a public share link (read-only; `site_id` in the body is ignored).
+#[utoipa::path(post, path = "/api/shared/{slug}/query", tag = "stats", security(()),
+    params(("slug" = String, Path), ("X-Share-Password" = Option<String>, Header, description = "for password-protected links")),
+    request_body(content = Object, description = "as POST /api/v2/query; site_id may be omitted"),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn shared_query(State(state): State<AppState>, ApiPath(slug): ApiPath<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<stats::QueryResponse>> {
+    let site = {
+        let db = state.pool.get().await?;
+        super::sites::resolve_share(&db, &slug, share_password(&headers).as_deref()).await?
+    };
+    // The link names the site; whatever the body says is replaced.
+    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("site_id".into(), site.id.to_string().into());
+    }
+    let request = QueryRequest::from_json(value.to_string().as_bytes())?;
+    Ok(Json(stats::query(&state.pool, &stats_site(&site), request, now()).await?))
+}
+
+#[utoipa::path(get, path = "/api/shared/{slug}/realtime", tag = "stats", security(()),
+    params(("slug" = String, Path), ("X-Share-Password" = Option<String>, Header)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn shared_realtime(State(state): State<AppState>, ApiPath(slug): ApiPath<String>, headers: HeaderMap) -> ApiResult<Json<stats::Realtime>> {
+    let site = {
+        let db = state.pool.get().await?;
+        super::sites::resolve_share(&db, &slug, share_password(&headers).as_deref()).await?
+    };
+    Ok(Json(stats::realtime(&state.pool, &stats_site(&site), now()).await?))
+}

@@ -349,3 +349,27 @@ async fn sensitive_fields_never_reach_the_database_in_plaintext() {
         assert!(!dump.contains(plaintext), "{plaintext} is in the dump");
     }
 }
+
+#[tokio::test]
+async fn sessions_are_listed_and_can_be_ended_one_by_one() {
+    let app = TestApp::spawn().await;
+    sign_up_and_verify(&app, "two-devices@example.com").await;
+    let (_, laptop) = login(&app, "two-devices@example.com", PASSWORD).await;
+    let (_, phone) = login(&app, "two-devices@example.com", PASSWORD).await;
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+    let (status, sessions) = get(&app, "/api/me/sessions", laptop_access).await;
+    assert_eq!(status, StatusCode::OK);
+    let sessions = sessions.as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_owned();
+    let res = client().delete(app.url(&format!("/api/me/sessions/{other}"))).bearer_auth(laptop_access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // The phone is signed out: its access and refresh tokens both stop working.
+    assert_eq!(get(&app, "/api/me", phone["access_token"].as_str().unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(&app, "/api/auth/refresh", json!({"refresh_token": phone["refresh_token"]}), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&app, "/api/me", laptop_access).await.0, StatusCode::OK);
+    let res = client().delete(app.url(&format!("/api/me/sessions/{}", uuid::Uuid::new_v4()))).bearer_auth(laptop_access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/api/me/sessions", laptop_access).await.1.as_array().unwrap().len(), 1);
+}

@@ -209,6 +209,7 @@ async fn end_session(State(state): State<AppState>, user: SignedInUser, ApiPath(
     if refresh::revoke_family(&db, user.user_id, session_id, now()).await? == 0 {
         return Err(ApiError::not_found("no such active session"));
     }
+    audit::record(&db, None, Some(user.user_id), Action::SignOut, Some(&session_id.to_string()), serde_json::json!({"ended_from": user.session_id})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -580,6 +580,13 @@ async fn create_goal(
     let (who, details) = actor(&caller);
     audit::record(&tx, Some(site.organization_id), who, Action::GoalCreated, Some(&display_name), with(details, serde_json::json!({"site": site.id, "goal": id, "kind": kind})))
         .await?;
+    // Rolled-up days know nothing of the new goal: the stats engine reads
+    // them raw until the rollup job has re-rolled them, which this asks for.
+    tx.execute(
+        "INSERT INTO rollup_dirty (site_id, day) SELECT DISTINCT site_id, day FROM daily_rollups WHERE site_id = $1 ON CONFLICT DO NOTHING",
+        &[&site.id],
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(goal_view(&row))))
 }

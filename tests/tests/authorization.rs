@@ -48,6 +48,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("POST", "/api/auth/logout", SignedIn),
     ("POST", "/api/auth/password-reset", Public),
     ("POST", "/api/auth/password-reset/confirm", Public),
+    ("GET", "/api/auth/providers", Public),
     ("GET", "/api/auth/oauth/{provider}/start", Public),
     ("GET", "/api/auth/oauth/{provider}/callback", Public),
     ("GET", "/api/me", SignedIn),

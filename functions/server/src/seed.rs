@@ -112,6 +112,19 @@ async fn upsert_demo_account(state: &AppState, password_hash: &str) -> Result<Si
         }
     };
     tx.execute("UPDATE sites SET active = true, deleted_at = NULL WHERE id = $1", &[&site]).await?;
+    // The goals the synthetic traffic converts on, so the demo shows conversions and revenue.
+    for (kind, name, path, event, currency) in [
+        ("event", "Signup", None, Some("Signup"), None),
+        ("pageview", "Visit /pricing", Some("/pricing"), None, None),
+        ("revenue", "Purchase", None, Some("purchase"), Some("USD")),
+    ] {
+        tx.execute(
+            "INSERT INTO goals (id, site_id, kind, display_name, page_path, event_name, currency) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (site_id, display_name) DO NOTHING",
+            &[&Uuid::new_v4(), &site, &kind, &name, &path, &event, &currency],
+        )
+        .await?;
+    }
     tx.execute(
         "INSERT INTO audit_log (organization_id, actor_user_id, action, target) VALUES ($1, $2, 'demo.seeded', $3)",
         &[&org, &user, &site.to_string()],

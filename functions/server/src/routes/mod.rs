@@ -3,6 +3,7 @@
 //! binary mounts [`app`], all of them on one port.
 
 pub mod api;
+pub mod dashboard;
 pub mod edge;
 pub mod health;
 pub mod ingest;
@@ -19,6 +20,7 @@ pub fn app(state: AppState) -> Router {
         .merge(edge::router())
         .merge(ingest::router())
         .merge(api::router())
+        .merge(dashboard::router())
         .merge(webhooks::router())
         .merge(health::router())
         .layer(TraceLayer::new_for_http())
@@ -35,9 +37,9 @@ pub fn ingest(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The api Lambda: the dashboard API.
+/// The api Lambda: the dashboard API and the dashboard itself.
 pub fn api(state: AppState) -> Router {
-    Router::new().merge(api::router()).merge(health::router()).layer(TraceLayer::new_for_http()).with_state(state)
+    Router::new().merge(api::router()).merge(dashboard::router()).merge(health::router()).layer(TraceLayer::new_for_http()).with_state(state)
 }
 
 /// The webhooks Lambda: billing providers.

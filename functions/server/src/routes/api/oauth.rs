@@ -25,7 +25,20 @@ use crate::state::AppState;
 const STATE_TTL: Duration = Duration::minutes(10);
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(start)).routes(routes!(callback))
+    OpenApiRouter::new().routes(routes!(providers)).routes(routes!(start)).routes(routes!(callback))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Providers {
+    /// The sign-in providers configured on this server: `google`, `github`.
+    pub providers: Vec<&'static str>,
+}
+
+/// Which "Sign in with …" buttons the sign-in page shows.
+#[utoipa::path(get, path = "/api/auth/providers", tag = "auth", security(()),
+    responses((status = 200, body = Providers)))]
+async fn providers(State(state): State<AppState>) -> axum::Json<Providers> {
+    axum::Json(Providers { providers: state.config.oauth.iter().map(|c| c.provider.as_str()).collect() })
 }
 
 impl From<OAuthError> for ApiError {

@@ -64,6 +64,11 @@ const DIM_LABELS = {
   "event:name": "Event",
 };
 
+function dimLabel(dimension) {
+  if (dimension.startsWith("event:props:")) return `Property ${dimension.slice(12)}`;
+  return DIM_LABELS[dimension] || dimension;
+}
+
 function valueLabel(dimension, value) {
   if (value === null || value === undefined || value === "") return "(none)";
   if (dimension === "visit:country") return `${flag(value)} ${countryName(value)}`;
@@ -112,8 +117,8 @@ export function Dashboard({ site, params, q = query, basePath, shared = false })
         <ul class="chips" aria-label="Filters">
           {filters.map((f, i) => (
             <li class="chip">
-              {DIM_LABELS[f[1]] || f[1]} {f[0] === "is" ? "is" : f[0]} {Array.isArray(f[2]) ? f[2].map((v) => valueLabel(f[1], v)).join(", ") : ""}
-              <button type="button" aria-label={`Remove filter ${DIM_LABELS[f[1]] || f[1]}`} onClick={() => removeFilter(i)}>
+              {dimLabel(f[1])} {f[0] === "is" ? "is" : f[0]} {Array.isArray(f[2]) ? f[2].map((v) => valueLabel(f[1], v)).join(", ") : ""}
+              <button type="button" aria-label={`Remove filter ${dimLabel(f[1])}`} onClick={() => removeFilter(i)}>
                 ×
               </button>
             </li>
@@ -134,6 +139,7 @@ export function Dashboard({ site, params, q = query, basePath, shared = false })
         <Locations {...panel({})} />
         <Panel {...panel({ title: "Devices", tabs: [["visit:browser", "Browsers"], ["visit:os", "Operating systems"], ["visit:device", "Devices"], ["visit:screen", "Screen sizes"]], metrics: ["visitors", "visit_duration"] })} />
         <Panel {...panel({ title: "Goals", tabs: [["event:goal", "Goals"], ["event:name", "Custom events"]], metrics: { "event:goal": ["visitors", "events", "conversion_rate"], "event:name": ["visitors", "events"] }, empty: "No conversions in this range. Add goals in the site's settings." })} />
+        {!shared && <Properties {...panel({ site })} />}
         <Panel {...panel({ title: "Revenue", tabs: [["event:goal", "By goal"]], metrics: ["events", "total_revenue", "average_revenue"], keep: (r) => r.metrics[1] && Object.keys(r.metrics[1]).length > 0, empty: "No revenue in this range." })} />
         <Panel {...panel({ title: "Engagement", tabs: [["event:page", "Time and scroll per page"]], metrics: ["visitors", "time_on_page", "scroll_depth"] })} />
       </div>
@@ -241,7 +247,7 @@ function Rows({ dimension, metrics, rows, addFilter }) {
     <table class="rows">
       <thead>
         <tr>
-          <th scope="col">{DIM_LABELS[dimension] || dimension}</th>
+          <th scope="col">{dimLabel(dimension)}</th>
           {metrics.map((m) => (
             <th scope="col" class="num">
               {METRIC_LABELS[m]}
@@ -287,6 +293,37 @@ function Panel({ title, tabs, metrics, base, dep, addFilter, empty, keep, q }) {
       </div>
       <Loaded state={state} isEmpty={(d) => d.results.filter(keep || (() => true)).length === 0} empty={empty || "No data for this range."}>
         {(data) => <Rows dimension={tab} metrics={ms} rows={data.results.filter(keep || (() => true))} addFilter={addFilter} />}
+      </Loaded>
+    </section>
+  );
+}
+
+/// Custom properties of goal events (e.g. the plan of a Signup), by the key picked.
+function Properties({ site, base, dep, addFilter, q }) {
+  const keys = useLoad(() => api("GET", `/api/sites/${encodeURIComponent(site.domain)}/property-keys`), [site.domain]);
+  const [key, setKey] = useState(null);
+  const chosen = key || (keys.data && keys.data.keys[0]);
+  const state = useLoad(
+    () => (chosen ? q({ ...base, metrics: ["visitors", "events"], dimensions: [`event:props:${chosen}`], pagination: { limit: 9 } }) : Promise.resolve({ results: [] })),
+    [dep, chosen]
+  );
+  return (
+    <section class="card panel" aria-label="Custom properties">
+      <div class="panel-head">
+        <h2>Custom properties</h2>
+        {keys.data && keys.data.keys.length > 0 && (
+          <label>
+            <span class="sr-only">Property</span>
+            <select aria-label="Property" value={chosen} onChange={(e) => setKey(e.currentTarget.value)}>
+              {keys.data.keys.map((k) => (
+                <option value={k}>{k}</option>
+              ))}
+            </select>
+          </label>
+        )}
+      </div>
+      <Loaded state={state} isEmpty={(d) => d.results.length === 0} empty="No custom properties on events in this range.">
+        {(data) => <Rows dimension={`event:props:${chosen}`} metrics={["visitors", "events"]} rows={data.results} addFilter={addFilter} />}
       </Loaded>
     </section>
   );

@@ -79,6 +79,10 @@ test("the demo user filters, changes the range, opens realtime and invites a mem
     await page.getByRole("region", { name }).locator("table, .map svg, .empty").first().waitFor();
   }
   assert.equal(await page.locator(".notice.error").count(), 0, "no panel shows an error");
+  // Goals convert, revenue is per currency, and the Signup's plan property breaks down.
+  await page.getByRole("region", { name: "Goals" }).getByRole("button", { name: "Signup" }).waitFor();
+  await page.getByRole("region", { name: "Revenue" }).getByText("US$").first().waitFor();
+  await page.getByRole("region", { name: "Custom properties" }).getByRole("button", { name: /^(free|pro|team)$/ }).first().waitFor();
   await page.locator(".chart canvas").waitFor();
   await stack.shot(page, "dashboard");
 

@@ -93,6 +93,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/shared/{slug}", Public),
     ("POST", "/api/v2/query", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/realtime", Site(ViewStats)),
+    ("GET", "/api/sites/{site_id}/property-keys", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/export.csv", Site(ViewStats)),
     ("POST", "/api/shared/{slug}/query", Public),
     ("GET", "/api/shared/{slug}/realtime", Public),

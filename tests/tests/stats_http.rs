@@ -80,6 +80,9 @@ async fn the_query_endpoint_answers_members_and_keys_with_the_engines_numbers() 
     assert_eq!(answer["results"], json!([]));
     assert!(app.count_events(demo).await > 0);
 
+    // The demo's Signup events carry a `plan` property, rolled up and raw.
+    let keys = app.as_user(&viewer).get(&format!("/api/sites/{DEMO_DOMAIN}/property-keys")).await.expect(200);
+    assert_eq!(keys["keys"], json!(["plan"]));
     let realtime = app.as_user(&viewer).get(&format!("/api/sites/{DEMO_DOMAIN}/realtime")).await.expect(200);
     assert_eq!(realtime["pageviews_per_minute"].as_array().unwrap().len(), 30);
     app.as_user(&billing).get(&format!("/api/sites/{DEMO_DOMAIN}/realtime")).await.expect(403);

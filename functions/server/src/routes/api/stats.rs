@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(query))
         .routes(routes!(realtime))
+        .routes(routes!(property_keys))
         .routes(routes!(export_csv))
         .routes(routes!(shared_query))
         .routes(routes!(shared_realtime))
@@ -70,6 +71,36 @@ async fn realtime(State(state): State<AppState>, caller: Caller, ApiPath(site_re
         access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site
     };
     Ok(Json(stats::realtime(&state.pool, &stats_site(&site), now()).await?))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PropertyKeys {
+    /// Custom property names seen on the site's goal events in the last 90 days, most used first.
+    pub keys: Vec<String>,
+}
+
+/// Which `event:props:<key>` breakdowns exist: the dashboard lists them.
+#[utoipa::path(get, path = "/api/sites/{site_id}/property-keys", tag = "stats",
+    params(("site_id" = String, Path, description = "the site's id or domain")),
+    responses((status = 200, body = PropertyKeys), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn property_keys(State(state): State<AppState>, caller: Caller, ApiPath(site_ref): ApiPath<String>) -> ApiResult<Json<PropertyKeys>> {
+    let db = state.pool.get().await?;
+    let site = access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site;
+    let since = now() - chrono::Duration::days(90);
+    // Rolled-up days name their keys in `prop:<key>` rows; today's are only in raw events.
+    let rows = db
+        .query(
+            "SELECT key, sum(n)::bigint FROM (
+                 SELECT substr(dimension, 6) AS key, sum(events) AS n FROM daily_rollups
+                 WHERE site_id = $1 AND day >= $2::timestamptz::date AND dimension LIKE 'prop:%' GROUP BY 1
+                 UNION ALL
+                 SELECT k, count(*) FROM events, jsonb_object_keys(props) AS k
+                 WHERE site_id = $1 AND ts >= date_trunc('day', now()) AND props <> '{}' GROUP BY 1
+             ) x GROUP BY key ORDER BY 2 DESC, 1 LIMIT 100",
+            &[&site.id, &since],
+        )
+        .await?;
+    Ok(Json(PropertyKeys { keys: rows.iter().map(|r| r.get(0)).collect() }))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

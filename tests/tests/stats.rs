@@ -74,6 +74,8 @@ impl Fixture {
 
 async fn add_goals(app: &TestApp, site: SiteId) {
     let client = app.db.client().await;
+    // The test's own goal set, in place of the demo's.
+    client.execute("DELETE FROM goals WHERE site_id = $1", &[site.as_uuid()]).await.unwrap();
     for (kind, name, path, event, currency) in [
         ("pageview", "Pricing", Some("/pricing"), None, None),
         ("pageview", "Blog", Some("/blog*"), None, None),

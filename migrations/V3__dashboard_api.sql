@@ -78,7 +78,7 @@ CREATE TABLE invitations (
 CREATE INDEX invitations_org_idx ON invitations (organization_id);
 
 ALTER TABLE sites
-    -- beacons from other hostnames are dropped; empty means the domain and its subdomains
+    -- when set, beacons from other hostnames are dropped; empty admits every hostname
     ADD COLUMN allowed_hostnames text[] NOT NULL DEFAULT '{}',
     -- path patterns (`*` wildcard) whose pageviews are not counted
     ADD COLUMN excluded_paths    text[] NOT NULL DEFAULT '{}';

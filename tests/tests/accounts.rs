@@ -219,7 +219,11 @@ async fn totp_second_factor_is_required_once_enabled() {
     assert!(body["error"].as_str().unwrap().contains("two-factor code is required"));
     let with = |code: String| json!({"email": "totp@example.com", "password": PASSWORD, "totp_code": code});
     assert_eq!(post(&app, "/api/auth/login", with("123456".into()), None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(&app, "/api/auth/login", with(totp.generate_current().unwrap()), None).await.0, StatusCode::OK);
+    // The enabling code's step is spent; the next step's code (within the skew) signs in, once.
+    let next = totp.generate(chrono::Utc::now().timestamp() as u64 + 30);
+    assert_eq!(post(&app, "/api/auth/login", with(next.clone()), None).await.0, StatusCode::OK);
+    let (status, body) = post(&app, "/api/auth/login", with(next), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a TOTP code is good once: {body}");
     assert!(!app.db.dump().await.contains(setup["secret"].as_str().unwrap()));
 }
 
@@ -235,12 +239,14 @@ async fn oauth_app(fake: &FakeProvider) -> TestApp {
 async fn oauth_round_trip(app: &TestApp, provider: &str) -> reqwest::Response {
     let start = client().get(app.url(&format!("/api/auth/oauth/{provider}/start"))).send().await.unwrap();
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state_cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(state_cookie.starts_with("et_oauth_state="));
     let at_provider = start.headers()["location"].to_str().unwrap().to_owned();
     let back = client().get(&at_provider).send().await.unwrap();
     assert!(back.status().is_redirection(), "{}", back.status());
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with(&app.url(&format!("/api/auth/oauth/{provider}/callback"))));
-    client().get(&callback).send().await.unwrap()
+    client().get(&callback).header("cookie", state_cookie).send().await.unwrap()
 }
 
 async fn access_from_cookie(app: &TestApp, res: &reqwest::Response) -> String {
@@ -282,13 +288,29 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     assert!(res.text().await.unwrap().contains("no verified email"));
 
     // A forged or replayed state is refused before any exchange.
-    let res = client().get(app.url("/api/auth/oauth/google/callback?code=x&state=forged")).send().await.unwrap();
+    let res = client().get(app.url("/api/auth/oauth/google/callback?code=x&state=forged")).header("cookie", "et_oauth_state=forged").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A callback opened in a browser that did not start the sign-in (login CSRF) is refused.
+    fake.sign_in_next_as(FakeAccount { subject: "g-1".into(), email: "grace@example.com".into(), email_verified: true, name: "Grace Hopper".into() });
+    let start = client().get(app.url("/api/auth/oauth/google/start")).send().await.unwrap();
+    let back = client().get(start.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    let res = client().get(back.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("another browser"));
+
+    // Pre-account takeover: someone signs up (unverified) with a victim's address and a password
+    // of their own; when the victim signs in with Google, that password stops working.
+    let (status, _) = post(&app, "/api/auth/signup", json!({"email": "victim@example.com", "password": PASSWORD}), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    fake.sign_in_next_as(FakeAccount { subject: "g-victim".into(), email: "victim@example.com".into(), email_verified: true, name: "Victim".into() });
+    let res = oauth_round_trip(&app, "google").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login(&app, "victim@example.com", PASSWORD).await.0, StatusCode::UNAUTHORIZED, "the squatter's password is gone");
     assert_eq!(client().get(app.url("/api/auth/oauth/gitlab/start")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Provider tokens are stored encrypted.
     let stored: i64 = app.db.client().await.query_one("SELECT count(*) FROM oauth_identities WHERE access_token IS NOT NULL", &[]).await.unwrap().get(0);
-    assert_eq!(stored, 2);
+    assert_eq!(stored, 3);
     assert!(!app.db.dump().await.contains("fake-access-"));
 }
 

@@ -87,7 +87,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/sites/{site_id}/goals", Site(ViewOrganization)),
     ("POST", "/api/sites/{site_id}/goals", Site(EditSites)),
     ("DELETE", "/api/sites/{site_id}/goals/{goal_id}", Site(EditSites)),
-    ("GET", "/api/sites/{site_id}/shared-links", Site(ViewOrganization)),
+    ("GET", "/api/sites/{site_id}/shared-links", Site(ViewStats)),
     ("POST", "/api/sites/{site_id}/shared-links", Site(EditSites)),
     ("DELETE", "/api/sites/{site_id}/shared-links/{link_id}", Site(EditSites)),
     ("GET", "/api/shared/{slug}", Public),

@@ -160,4 +160,12 @@ async fn csv_export_and_share_links() {
     assert!(shared["results"][0]["metrics"][0].as_i64().unwrap() > 0);
     let res = client.post(app.url("/api/shared/no-such-link/query")).json(&query).send().await.unwrap();
     assert_eq!(res.status(), 404);
+
+    // Guessing the link's password is throttled: 20 misses, then even the right one waits.
+    for _ in 0..19 {
+        let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "guess").json(&query).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "a long secret").json(&query).send().await.unwrap();
+    assert_eq!(res.status(), 429);
 }

@@ -36,7 +36,11 @@ pub enum Verdict {
     Limited,
 }
 
-pub async fn check(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Utc>) -> Result<Verdict, tokio_postgres::Error> {
+/// Counts this attempt as a failure *before* the (slow) password check, then
+/// judges the count including it, so parallel guesses cannot all slip past a
+/// check made before any of them was recorded. [`succeeded`] takes it back.
+pub async fn attempt(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Utc>) -> Result<Verdict, tokio_postgres::Error> {
+    record_failure(db, keys, now).await?;
     let row = db
         .query_one(
             "SELECT count(*) FILTER (WHERE key = $1), count(*) FILTER (WHERE key = $2)
@@ -45,16 +49,16 @@ pub async fn check(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Utc>
         )
         .await?;
     let (account, ip): (i64, i64) = (row.get(0), row.get(1));
-    Ok(if account >= MAX_FAILURES_PER_ACCOUNT || ip >= MAX_FAILURES_PER_IP { Verdict::Limited } else { Verdict::Allowed })
+    Ok(if account > MAX_FAILURES_PER_ACCOUNT || ip > MAX_FAILURES_PER_IP { Verdict::Limited } else { Verdict::Allowed })
+}
+
+/// The attempt was right: its provisional failure rows go, and the account's counter restarts.
+pub async fn succeeded(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
+    db.execute("DELETE FROM login_failures WHERE key = $1 OR (key = $2 AND failed_at = $3)", &[&keys.account, &keys.ip, &now]).await?;
+    Ok(())
 }
 
 pub async fn record_failure(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
     db.execute("INSERT INTO login_failures (key, failed_at) VALUES ($1, $3), ($2, $3)", &[&keys.account, &keys.ip, &now]).await?;
-    Ok(())
-}
-
-/// A successful sign-in clears the account's counter (not the address's).
-pub async fn clear_account(db: &impl GenericClient, keys: &LoginKeys) -> Result<(), tokio_postgres::Error> {
-    db.execute("DELETE FROM login_failures WHERE key = $1", &[&keys.account]).await?;
     Ok(())
 }

@@ -289,6 +289,8 @@ async fn delete_me(State(state): State<AppState>, user: SignedInUser, JsonBody(r
     }
     audit::record(&tx, None, Some(user.user_id), Action::AccountDeleted, None, serde_json::json!({})).await?;
     tx.execute("UPDATE users SET locked_at = $2, deleted_at = $2 WHERE id = $1", &[&user.user_id, &now]).await?;
+    // Out of every team at once, so a deleted owner never counts as one.
+    tx.execute("DELETE FROM memberships WHERE user_id = $1", &[&user.user_id]).await?;
     refresh::revoke_all(&tx, user.user_id, now).await?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(Done { ok: true })))
@@ -302,14 +304,31 @@ fn totp_associated(user: Uuid) -> Vec<u8> {
     [b"users.totp_secret:".as_slice(), user.as_bytes()].concat()
 }
 
-/// Checks a code against the user's (encrypted) TOTP secret; one 30-second step of skew each way.
-pub(crate) fn totp_code_valid(state: &AppState, user: Uuid, sealed: &[u8], code: &str, now: DateTime<Utc>) -> ApiResult<bool> {
+/// Checks a code against the user's (encrypted) TOTP secret, one 30-second
+/// step of skew each way; a code is accepted once (its step must be newer
+/// than the last accepted one), so a phished code cannot be replayed.
+pub(crate) async fn totp_code_valid(
+    state: &AppState,
+    db: &impl deadpool_postgres::GenericClient,
+    user: Uuid,
+    sealed: &[u8],
+    code: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<bool> {
     let secret = state.cipher.decrypt(sealed, &totp_associated(user)).map_err(ApiError::internal)?;
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(false);
     }
-    Ok(totp(secret, String::new())?.check(code, u64::try_from(now.timestamp()).unwrap_or_default()))
+    let t = totp(secret, String::new())?;
+    let now = u64::try_from(now.timestamp()).unwrap_or_default();
+    let Some(step) = [now.saturating_sub(30), now, now + 30].into_iter().find(|at| t.generate(*at) == code).map(|at| (at / 30) as i64) else {
+        return Ok(false);
+    };
+    let fresh = db
+        .execute("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)", &[&user, &step])
+        .await?;
+    Ok(fresh == 1)
 }
 
 #[derive(Debug, serde::Serialize, ToSchema)]
@@ -332,7 +351,7 @@ async fn totp_setup(State(state): State<AppState>, user: SignedInUser) -> ApiRes
     let mut secret = vec![0u8; 20];
     rand::fill(secret.as_mut_slice());
     let sealed = state.cipher.encrypt(&secret, &totp_associated(user.user_id)).map_err(ApiError::internal)?;
-    db.execute("UPDATE users SET totp_secret = $2 WHERE id = $1", &[&user.user_id, &sealed]).await?;
+    db.execute("UPDATE users SET totp_secret = $2, totp_last_step = NULL WHERE id = $1", &[&user.user_id, &sealed]).await?;
     let t = totp(secret, row.get(0))?;
     Ok(Json(TotpSetup { secret: t.get_secret_base32(), otpauth_url: t.get_url() }))
 }
@@ -349,7 +368,7 @@ async fn totp_enable(State(state): State<AppState>, user: SignedInUser, JsonBody
     let db = state.pool.get().await?;
     let sealed: Option<Vec<u8>> = db.query_one("SELECT totp_secret FROM users WHERE id = $1", &[&user.user_id]).await?.get(0);
     let sealed = sealed.ok_or_else(|| ApiError::bad_request("start with POST /api/me/totp/setup"))?;
-    if !totp_code_valid(&state, user.user_id, &sealed, &req.code, now)? {
+    if !totp_code_valid(&state, &db, user.user_id, &sealed, &req.code, now).await? {
         return Err(ApiError::bad_request("the code is wrong; check the authenticator app's clock"));
     }
     db.execute("UPDATE users SET totp_enabled_at = $2 WHERE id = $1", &[&user.user_id, &now]).await?;
@@ -371,8 +390,8 @@ async fn totp_disable(State(state): State<AppState>, user: SignedInUser, JsonBod
     check_password(&db, user.user_id, req.current_password.as_deref()).await?;
     let sealed: Option<Vec<u8>> = db.query_one("SELECT totp_secret FROM users WHERE id = $1 AND totp_enabled_at IS NOT NULL", &[&user.user_id]).await?.get(0);
     let sealed = sealed.ok_or_else(|| ApiError::bad_request("two-factor sign-in is not on"))?;
-    if !totp_code_valid(&state, user.user_id, &sealed, &req.code, now)? {
-        return Err(ApiError::bad_request("the code is wrong"));
+    if !totp_code_valid(&state, &db, user.user_id, &sealed, &req.code, now).await? {
+        return Err(ApiError::bad_request("the code is wrong (or was already used)"));
     }
     db.execute("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1", &[&user.user_id]).await?;
     audit::record(&db, None, Some(user.user_id), Action::TotpDisabled, None, serde_json::json!({})).await?;

@@ -251,7 +251,7 @@ async fn sign_in(
     let email = Email::parse(&req.email)?;
     let keys = login_keys(&state, &headers, peer, &email)?;
     let db = state.pool.get().await?;
-    if rate_limit::check(&db, &keys, now).await? == Verdict::Limited {
+    if rate_limit::attempt(&db, &keys, now).await? == Verdict::Limited {
         return Err(ApiError::too_many_requests("too many failed sign-ins; wait 15 minutes or reset the password"));
     }
     let row = db
@@ -264,7 +264,6 @@ async fn sign_in(
     let hash = row.as_ref().and_then(|r| r.get::<_, Option<String>>(1));
     let ok = accounts::verify_password_blocking(req.password.clone(), hash).await;
     let Some(row) = row.filter(|_| ok) else {
-        rate_limit::record_failure(&db, &keys, now).await?;
         if let Some(user) = db.query_opt("SELECT id FROM users WHERE email = $1", &[&email.as_str()]).await? {
             audit::record(&db, None, Some(user.get(0)), Action::SignInFailed, None, serde_json::json!({"reason": "password"})).await?;
         }
@@ -277,13 +276,12 @@ async fn sign_in(
     if row.get::<_, bool>(4) {
         let secret: Vec<u8> = row.get(3);
         let code = req.totp_code.as_deref().ok_or_else(|| ApiError::unauthorized("a two-factor code is required (`totp_code`)"))?;
-        if !super::account::totp_code_valid(&state, user, &secret, code, now)? {
-            rate_limit::record_failure(&db, &keys, now).await?;
+        if !super::account::totp_code_valid(&state, &db, user, &secret, code, now).await? {
             audit::record(&db, None, Some(user), Action::SignInFailed, None, serde_json::json!({"reason": "totp"})).await?;
             return Err(ApiError::unauthorized("the two-factor code is wrong"));
         }
     }
-    rate_limit::clear_account(&db, &keys).await?;
+    rate_limit::succeeded(&db, &keys, now).await?;
     let issued = refresh::start_family(&db, user, user_agent(&headers), now).await?;
     audit::record(&db, None, Some(user), Action::SignIn, None, serde_json::json!({"method": "password"})).await?;
     token_response(&state, issued, now)

@@ -85,7 +85,31 @@ async fn start(State(state): State<AppState>, ApiPath(provider): ApiPath<String>
         &[&state_hash, &config.provider.as_str(), &sealed, &(now + STATE_TTL)],
     )
     .await?;
-    Ok(Redirect::to(&authorization.url).into_response())
+    // The state also goes in a cookie, so a callback only completes in the
+    // browser that started it (no signing someone into the attacker's account).
+    let cookie = cookie::Cookie::build((STATE_COOKIE, authorization.state.clone()))
+        .http_only(true)
+        .secure(true)
+        .same_site(cookie::SameSite::Lax)
+        .path("/api/auth/oauth")
+        .max_age(cookie::time::Duration::seconds(STATE_TTL.num_seconds()))
+        .build();
+    let mut response = Redirect::to(&authorization.url).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie.to_string()).map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+const STATE_COOKIE: &str = "et_oauth_state";
+
+fn state_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == STATE_COOKIE)
+        .map(|c| c.value().to_owned())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -99,12 +123,21 @@ pub struct CallbackParams {
     params(("provider" = String, Path, description = "google or github"), CallbackParams),
     responses((status = 303, description = "to the dashboard, with the refresh cookie set"), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn callback(State(state): State<AppState>, ApiPath(provider): ApiPath<String>, Query(params): Query<CallbackParams>) -> ApiResult<Response> {
+async fn callback(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> ApiResult<Response> {
     let config = provider_config(&state, &provider)?;
     if let Some(error) = params.error {
         return Err(ApiError::bad_request(format!("the provider did not sign you in: {}", error.chars().take(100).collect::<String>())));
     }
     let (code, csrf) = params.code.zip(params.state).ok_or_else(|| ApiError::bad_request("`code` and `state` are required"))?;
+    let bound = state_cookie(&headers).is_some_and(|c| opaque::hash(&c) == opaque::hash(&csrf));
+    if !bound {
+        return Err(ApiError::bad_request("this sign-in was started in another browser (or its cookie expired); start again"));
+    }
     let verifier = take_state(&state, config.provider, &csrf).await?;
     let identity = oauth::complete(config, &callback_url(&state, config.provider), code, verifier).await?;
     let now = now();
@@ -121,6 +154,10 @@ async fn callback(State(state): State<AppState>, ApiPath(provider): ApiPath<Stri
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let spent = cookie::Cookie::build((STATE_COOKIE, "")).http_only(true).secure(true).path("/api/auth/oauth").max_age(cookie::time::Duration::ZERO).build();
+    if let Ok(v) = HeaderValue::from_str(&spent.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
     Ok(response)
 }
 
@@ -158,6 +195,19 @@ async fn link_or_create(state: &AppState, tx: &deadpool_postgres::Transaction<'_
                 // The provider vouches for the address, so it is verified here too.
                 Some(row) => {
                     let id: Uuid = row.get(0);
+                    // An account nobody has proven this address for may have been made by
+                    // someone else in the owner's name (pre-account takeover): whatever
+                    // credentials it has are dropped before the provider's owner gets it.
+                    let unproven = tx
+                        .execute(
+                            "UPDATE users SET password_hash = NULL, totp_secret = NULL, totp_enabled_at = NULL
+                             WHERE id = $1 AND email_verified_at IS NULL",
+                            &[&id],
+                        )
+                        .await?;
+                    if unproven > 0 {
+                        refresh::revoke_all(tx, id, now()).await?;
+                    }
                     tx.execute("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1", &[&id]).await?;
                     id
                 }

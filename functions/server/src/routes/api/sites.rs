@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::organizations::is_unique_violation;
 use super::{ApiPath, ApiQuery, ErrorBody, JsonBody, access, now};
 use crate::accounts;
+use crate::auth::rate_limit;
 use crate::audit::{self, Action};
 use crate::auth::opaque::OpaqueToken;
 use crate::auth::{Caller, Permission};
@@ -650,7 +651,8 @@ pub struct CreateShareLink {
     responses((status = 200, body = Vec<ShareLinkView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_share_links(State(state): State<AppState>, caller: Caller, ApiPath(site_ref): ApiPath<String>) -> ApiResult<Json<Vec<ShareLinkView>>> {
     let db = state.pool.get().await?;
-    let site = access::site(&db, &caller, &site_ref, Permission::ViewOrganization).await?.site;
+    // A link's slug opens the site's stats, so listing them needs what the stats need.
+    let site = access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site;
     let rows = db.query(&format!("SELECT {SHARE_COLUMNS} FROM share_links WHERE site_id = $1 ORDER BY created_at, id"), &[&site.id]).await?;
     Ok(Json(rows.iter().map(|r| share_view(&state, r)).collect()))
 }
@@ -732,6 +734,8 @@ pub async fn resolve_share(db: &impl GenericClient, slug: &str, password: Option
 }
 
 /// [`resolve_share`], with the link's name.
+const SHARE_PASSWORD_ATTEMPTS: i64 = 20;
+
 async fn resolve_share_link(db: &impl GenericClient, slug: &str, password: Option<&str>) -> ApiResult<(Site, String)> {
     let not_found = || ApiError::not_found("no such shared dashboard");
     if slug.is_empty() || slug.len() > 100 {
@@ -752,7 +756,20 @@ async fn resolve_share_link(db: &impl GenericClient, slug: &str, password: Optio
         .ok_or_else(not_found)?;
     if let Some(hash) = row.get::<_, Option<String>>("password_hash") {
         let given = password.ok_or_else(|| ApiError::unauthorized("this shared dashboard is password-protected: send `password` or the X-Share-Password header"))?;
+        // Guessing is throttled per link: 20 wrong passwords in 15 minutes lock it for a while.
+        let key = format!("share:{slug}");
+        let failures: i64 = db
+            .query_one(
+                "SELECT count(*) FROM login_failures WHERE key = $1 AND failed_at > $2",
+                &[&key, &(chrono::Utc::now() - rate_limit::WINDOW)],
+            )
+            .await?
+            .get(0);
+        if failures >= SHARE_PASSWORD_ATTEMPTS {
+            return Err(ApiError::too_many_requests("too many wrong passwords for this link; wait 15 minutes"));
+        }
         if !accounts::verify_password_blocking(given.to_owned(), Some(hash)).await {
+            db.execute("INSERT INTO login_failures (key) VALUES ($1)", &[&key]).await?;
             return Err(ApiError::unauthorized("the password of this shared dashboard is wrong"));
         }
     }

@@ -124,12 +124,12 @@ async function setUp(stack, cleanup) {
   await db.connect();
   cleanup(() => db.end());
   stack.db = db;
-  const orgId = randomUUID();
-  await db.query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'SDK tests', $2)", [orgId, "sdk-" + dbName.slice(-8)]);
-  /// A new site per test keeps tests apart.
+  /// A new site per test keeps tests apart; each in an organisation of its
+  /// own, since a domain is unique within an organisation.
   stack.newSite = async (domain = "site.test") => {
     const id = randomUUID();
-    await db.query("INSERT INTO sites (id, organization_id, domain, name) VALUES ($1, $2, $3, $3)", [id, orgId, domain]);
+    await db.query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'SDK tests', $2)", [id, "sdk-" + id.slice(0, 8)]);
+    await db.query("INSERT INTO sites (id, organization_id, domain, name) VALUES ($1, $1, $2, $2)", [id, domain]);
     return id;
   };
   stack.rows = async (siteId) =>

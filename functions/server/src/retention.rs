@@ -38,6 +38,8 @@ async fn expire_credentials(tx: &deadpool_postgres::Transaction<'_>, now: DateTi
 pub async fn run(pool: &Pool, now: DateTime<Utc>) -> Result<Purged, crate::rollup::RollupError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // A pooled connection may carry the stats API's statement timeout; purges may run long.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     let events = tx
         .execute(
             "DELETE FROM events e USING sites s

@@ -115,7 +115,8 @@ pub async fn rollup_day(pool: &Pool, site: SiteId, day: NaiveDate) -> Result<Day
     let goals = Goals::load(&client, site).await?;
     let tx = client.transaction().await?;
     // The day's events are sorted several times; on disk that is several times slower.
-    tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
+    // A pooled connection may carry the stats API's statement timeout; a rollup may run long.
+    tx.batch_execute("SET LOCAL work_mem = '64MB'; SET LOCAL statement_timeout = 0").await?;
     let site_id = *site.as_uuid();
     // Sessions once, into temporary tables every pass reads.
     tx.execute(

@@ -57,27 +57,46 @@ pub async fn query_with(
 ) -> Result<QueryResponse, StatsError> {
     let q = Query::parse(&request)?;
     let client = pool.get().await?;
-    let goals = Goals::load(&client, site.id).await?;
+    // A query from an API caller (or a public share link) may not hold the
+    // database for long; the jobs that share the pool reset this for themselves.
+    client.batch_execute(STATEMENT_TIMEOUT).await?;
+    let answer = answer(&client, site, request, q, now, source).await;
+    let _ = client.batch_execute("RESET statement_timeout").await;
+    answer
+}
+
+/// What a stats statement may take before PostgreSQL cancels it.
+pub const STATEMENT_TIMEOUT: &str = "SET statement_timeout = '20s'";
+
+async fn answer(
+    client: &tokio_postgres::Client,
+    site: &StatsSite,
+    request: QueryRequest,
+    q: Query,
+    now: DateTime<Utc>,
+    source: Source,
+) -> Result<QueryResponse, StatsError> {
+    let goals = Goals::load(client, site.id).await?;
     check_goal_names(&q, &goals)?;
-    let range = resolve_range(&client, site, &q.date_range, now).await?;
+    let range = resolve_range(client, site, &q.date_range, now).await?;
     let grain = q.time_dimension().map(|(_, g)| concrete_grain(g, &range)).transpose()?;
-    let engine = Engine { client: &client, site, goals: &goals, grain, source, now };
+    let engine = Engine { client, site, goals: &goals, grain, source, now };
     let shape = Shape { dims: q.dimensions.clone(), filters: q.filters.clone(), revenue: q.metrics.iter().any(|m| m.is_revenue()) };
     let current = engine.period(&q, &shape, &range).await?;
     let previous = match q.compare_previous {
         true => {
-            let prev = previous_range(&client, site, &range).await?;
+            let prev = previous_range(client, site, &range).await?;
             let period = engine.period(&q, &shape, &prev).await?;
             Some((prev, period))
         }
         false => None,
     };
     let labels = match grain {
-        Some(g) if q.time_labels || previous.is_some() => Some(time_labels(&client, site, g, &range).await?),
+        Some(g) if q.time_labels || previous.is_some() => Some(time_labels(client, site, g, &range).await?),
         _ => None,
     };
     let prev_labels = match (grain, &previous) {
-        (Some(g), Some((prev, _))) => Some(time_labels(&client, site, g, prev).await?),
+        (Some(g), Some((prev, _))) => Some(time_labels(client, site, g, prev).await?),
         _ => None,
     };
     let mut rows = current.result_rows(&q);

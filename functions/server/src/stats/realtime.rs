@@ -46,6 +46,13 @@ pub struct RecentEvent {
 
 pub async fn realtime(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let client = pool.get().await?;
+    client.batch_execute(super::engine::STATEMENT_TIMEOUT).await?;
+    let answer = now_on_site(&client, site, now).await;
+    let _ = client.batch_execute("RESET statement_timeout").await;
+    answer
+}
+
+async fn now_on_site(client: &tokio_postgres::Client, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let id = site.id.as_uuid();
     // A visitor hash changes at UTC midnight; (day, hash) keeps one person one visitor only within a day, as everywhere.
     let visitors: i64 = client

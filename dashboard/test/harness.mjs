@@ -68,8 +68,6 @@ export async function start({ seed = true } = {}) {
     if (seed) {
       const { stdout } = await promisify(execFile)(bin, ["seed-demo", "--days", "30", "--visitors", "600"], { env, maxBuffer: 1 << 24 });
       stack.demo = JSON.parse(stdout.trim().split("\n").pop());
-      // Whole past days come from rollups, as in production.
-      await promisify(execFile)(bin, ["rollup"], { env });
     }
     const port = await freePort();
     const server = spawn(bin, ["serve", "--addr", `127.0.0.1:${port}`], { env, stdio: ["ignore", "inherit", "inherit"] });

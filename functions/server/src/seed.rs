@@ -34,6 +34,8 @@ pub enum SeedError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Salt(#[from] crate::salt::SaltError),
+    #[error(transparent)]
+    Rollup(#[from] crate::rollup::RollupError),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,6 +72,13 @@ pub async fn seed_demo(state: &AppState, now: DateTime<Utc>, options: SeedOption
     let has_traffic = client.query_opt("SELECT 1 FROM events WHERE site_id = $1 LIMIT 1", &[site_id.as_uuid()]).await?.is_some();
     drop(client);
     let (events_sent, events_stored) = if has_traffic { (0, 0) } else { send_traffic(state, site_id, now, options).await? };
+    if events_sent > 0 {
+        // The month arrived all at once; roll its past days up now, as the
+        // nightly job would have, so the demo's dashboard reads rollups.
+        for back in 1..=i64::from(options.days) {
+            crate::rollup::rollup_day(&state.pool, site_id, now.date_naive() - Duration::days(back)).await?;
+        }
+    }
     Ok(DemoAccount { site_id, email: DEMO_EMAIL.into(), password, events_sent, events_stored })
 }
 

@@ -188,3 +188,35 @@ test("keyboard only: sign in and reach a site's dashboard", async () => {
   );
   assert.equal(unnamed, 0);
 });
+
+test("a password-protected share link opens a read-only dashboard", async () => {
+  const page = await stack.page();
+  await stack.signIn(page, stack.demo.email, stack.demo.password);
+  await page.goto(stack.base + "/#/site/demo.engagetrack.test/settings");
+  const links = page.getByRole("region", { name: "Public share links" });
+  await links.getByLabel("Name").fill("Board");
+  await links.getByLabel("Password (optional)").fill("a long secret");
+  await links.getByRole("button", { name: "Create link" }).click();
+  const url = (await links.locator(".notice code").textContent()).trim();
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/#\/shared\/[\w-]{20,}$/);
+
+  // Someone without an account opens it.
+  const visitor = await stack.page();
+  await visitor.goto(url);
+  await visitor.getByRole("heading", { name: "This dashboard is protected" }).waitFor();
+  await visitor.getByLabel("Password").fill("not it");
+  await visitor.getByRole("button", { name: "Open" }).click();
+  await visitor.getByText("That password is not right").waitFor();
+  await visitor.getByLabel("Password").fill("a long secret");
+  await visitor.getByRole("button", { name: "Open" }).click();
+  await visitor.getByRole("button", { name: /Unique visitors/ }).waitFor();
+  await stack.settled(visitor);
+  assert.equal(await visitor.getByRole("link", { name: "Settings" }).count(), 0);
+  assert.equal(await visitor.getByRole("link", { name: "Realtime" }).count(), 0);
+  assert.equal(await visitor.locator(".notice.error").count(), 0);
+  // Filters work there too, in its own URL.
+  await visitor.getByRole("region", { name: "Pages" }).locator("tbody th button").first().click();
+  await visitor.getByRole("list", { name: "Filters" }).getByRole("listitem").waitFor();
+  assert.match(visitor.url(), /#\/shared\/[\w-]+\?f=/);
+  assert.deepEqual(stack.offsite, []);
+});

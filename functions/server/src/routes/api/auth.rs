@@ -302,16 +302,6 @@ pub struct RefreshRequest {
     pub refresh_token: Option<String>,
 }
 
-fn refresh_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == REFRESH_COOKIE)
-        .map(|c| c.value().to_owned())
-}
 
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", security(()),
     request_body = RefreshRequest,
@@ -325,7 +315,7 @@ async fn refresh_tokens(State(state): State<AppState>, headers: HeaderMap, body:
     };
     let token = body
         .refresh_token
-        .or_else(|| refresh_cookie(&headers))
+        .or_else(|| super::cookie_value(&headers, REFRESH_COOKIE))
         .ok_or_else(|| ApiError::unauthorized("no refresh token: send `refresh_token` or the et_refresh cookie"))?;
     let mut db = state.pool.get().await?;
     match refresh::rotate(&mut db, &token, now).await {

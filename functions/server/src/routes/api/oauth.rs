@@ -101,16 +101,7 @@ async fn start(State(state): State<AppState>, ApiPath(provider): ApiPath<String>
 
 const STATE_COOKIE: &str = "et_oauth_state";
 
-fn state_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == STATE_COOKIE)
-        .map(|c| c.value().to_owned())
-}
+
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct CallbackParams {
@@ -134,7 +125,7 @@ async fn callback(
         return Err(ApiError::bad_request(format!("the provider did not sign you in: {}", error.chars().take(100).collect::<String>())));
     }
     let (code, csrf) = params.code.zip(params.state).ok_or_else(|| ApiError::bad_request("`code` and `state` are required"))?;
-    let bound = state_cookie(&headers).is_some_and(|c| opaque::hash(&c) == opaque::hash(&csrf));
+    let bound = super::cookie_value(&headers, STATE_COOKIE).is_some_and(|c| opaque::hash(&c) == opaque::hash(&csrf));
     if !bound {
         return Err(ApiError::bad_request("this sign-in was started in another browser (or its cookie expired); start again"));
     }

@@ -74,6 +74,14 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        // PostgreSQL stores no NUL character in text or jsonb; whatever field
+        // carried one, the request is at fault, not the server.
+        if let Some(code) = e.as_db_error().map(|d| d.code())
+            && (*code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER)
+        {
+            return Self::bad_request("text in the request must not contain NUL characters (\\u0000)");
+        }
         if e.is_closed() {
             tracing::warn!(error = %e, "database connection lost");
             return Self::unavailable("database unavailable, retry shortly");

@@ -82,6 +82,14 @@ impl From<tokio_postgres::Error> for ApiError {
         {
             return Self::bad_request("text in the request must not contain NUL characters (\\u0000)");
         }
+        // Two transactions that locked each other out (a site changed while its
+        // organisation is deleted, say): PostgreSQL undid one; it is safe to retry.
+        if let Some(code) = e.as_db_error().map(|d| d.code())
+            && (*code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE)
+        {
+            tracing::warn!(error = %e, "transaction undone by a concurrent one");
+            return Self::unavailable("a concurrent change got in the way; retry");
+        }
         if e.is_closed() {
             tracing::warn!(error = %e, "database connection lost");
             return Self::unavailable("database unavailable, retry shortly");

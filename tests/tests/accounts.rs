@@ -268,6 +268,29 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     let access = access_from_cookie(&app, &res).await;
     let (_, me) = get(&app, "/api/me", &access).await;
     assert_eq!((me["email"].as_str(), me["email_verified"].as_bool(), me["has_password"].as_bool()), (Some("grace@example.com"), Some(true), Some(false)));
+    // Without a password, a recent sign-in confirms sensitive changes; an old session (a stolen
+    // access token, say) cannot set a password or move the account to another address.
+    let grace_id: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    app.db
+        .client()
+        .await
+        .execute("UPDATE refresh_tokens SET created_at = now() - interval '1 hour' WHERE user_id = $1", &[&grace_id])
+        .await
+        .unwrap();
+    let res = client().patch(app.url("/api/me")).bearer_auth(&access).json(&json!({"email": "thief@example.com"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("sign in again"));
+    let (status, _) = post(&app, "/api/me/password", json!({"new_password": "stolen token 4 new password"}), Some(&access)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.db
+        .client()
+        .await
+        .execute("UPDATE refresh_tokens SET created_at = now() WHERE user_id = $1", &[&grace_id])
+        .await
+        .unwrap();
+    let (status, body) = post(&app, "/api/me/password", json!({"new_password": "grace sets 4 a real password"}), Some(&access)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(login(&app, "grace@example.com", "grace sets 4 a real password").await.0, StatusCode::OK);
 
     // GitHub, an existing password account with the same verified email: linked, not duplicated.
     sign_up_and_verify(&app, "ada@example.com").await;

@@ -98,9 +98,25 @@ pub struct UpdateProfile {
     pub current_password: Option<String>,
 }
 
-async fn check_password(db: &impl deadpool_postgres::GenericClient, user: Uuid, password: Option<&str>) -> ApiResult<()> {
-    let hash: Option<String> = db.query_one("SELECT password_hash FROM users WHERE id = $1", &[&user]).await?.get(0);
-    let Some(hash) = hash else { return Ok(()) };
+/// How recent a sign-in must be to stand in for a password an account does
+/// not have (Google/GitHub only), before changes that could take it over.
+pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Confirms a sensitive change: the current password, or, for an account
+/// without one, a sign-in made in the last few minutes (so a stolen access
+/// token alone cannot change the email or set a password).
+async fn check_password(db: &impl deadpool_postgres::GenericClient, user: SignedInUser, password: Option<&str>) -> ApiResult<()> {
+    let hash: Option<String> = db.query_one("SELECT password_hash FROM users WHERE id = $1", &[&user.user_id]).await?.get(0);
+    let Some(hash) = hash else {
+        let signed_in_at: Option<DateTime<Utc>> = db
+            .query_one("SELECT min(created_at) FROM refresh_tokens WHERE family_id = $1 AND user_id = $2", &[&user.session_id, &user.user_id])
+            .await?
+            .get(0);
+        return match signed_in_at {
+            Some(at) if now() - at <= RECENT_SIGN_IN => Ok(()),
+            _ => Err(ApiError::forbidden("sign in again to confirm this change (your account has no password, so a recent sign-in stands for it)")),
+        };
+    };
     let password = password.ok_or_else(|| ApiError::bad_request("`current_password` is required for this change"))?;
     if accounts::verify_password_blocking(password.to_owned(), Some(hash)).await {
         Ok(())
@@ -128,7 +144,7 @@ async fn update_me(State(state): State<AppState>, user: SignedInUser, JsonBody(r
     let mut verify = None;
     if let Some(email) = req.email {
         let email = Email::parse(&email)?;
-        check_password(&tx, user.user_id, req.current_password.as_deref()).await?;
+        check_password(&tx, user, req.current_password.as_deref()).await?;
         let taken = tx.query_opt("SELECT 1 FROM users WHERE email = $1 AND id <> $2", &[&email.as_str(), &user.user_id]).await?;
         if taken.is_some() {
             return Err(ApiError::conflict("another account uses this email"));
@@ -162,7 +178,7 @@ async fn change_password(State(state): State<AppState>, user: SignedInUser, Json
     let now = now();
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
-    check_password(&tx, user.user_id, req.current_password.as_deref()).await?;
+    check_password(&tx, user, req.current_password.as_deref()).await?;
     let row = tx.query_one("SELECT email, name FROM users WHERE id = $1", &[&user.user_id]).await?;
     let email = Email::parse(row.get::<_, &str>(0))?;
     let password = NewPassword::parse(&req.new_password, &email, row.get::<_, Option<&str>>(1))?;
@@ -266,7 +282,7 @@ async fn delete_me(State(state): State<AppState>, user: SignedInUser, JsonBody(r
     if Email::parse(&req.confirm_email).ok().as_ref().map(Email::as_str) != Some(email.as_str()) {
         return Err(ApiError::bad_request("`confirm_email` must be this account's email"));
     }
-    check_password(&tx, user.user_id, req.password.as_deref()).await?;
+    check_password(&tx, user, req.password.as_deref()).await?;
     let orgs = tx
         .query(
             "SELECT o.id, o.name,
@@ -387,7 +403,7 @@ pub struct TotpDisable {
 async fn totp_disable(State(state): State<AppState>, user: SignedInUser, JsonBody(req): JsonBody<TotpDisable>) -> ApiResult<Json<Done>> {
     let now = now();
     let db = state.pool.get().await?;
-    check_password(&db, user.user_id, req.current_password.as_deref()).await?;
+    check_password(&db, user, req.current_password.as_deref()).await?;
     let sealed: Option<Vec<u8>> = db.query_one("SELECT totp_secret FROM users WHERE id = $1 AND totp_enabled_at IS NOT NULL", &[&user.user_id]).await?.get(0);
     let sealed = sealed.ok_or_else(|| ApiError::bad_request("two-factor sign-in is not on"))?;
     if !totp_code_valid(&state, &db, user.user_id, &sealed, &req.code, now).await? {

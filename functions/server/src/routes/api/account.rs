@@ -133,11 +133,7 @@ async fn update_me(State(state): State<AppState>, user: SignedInUser, JsonBody(r
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     if let Some(name) = req.name {
-        let name = name.trim();
-        if name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("`name` must be at most 100 characters, without control characters"));
-        }
-        let name = (!name.is_empty()).then_some(name);
+        let name = super::auth::clean_name(Some(name))?;
         tx.execute("UPDATE users SET name = $2 WHERE id = $1", &[&user.user_id, &name]).await?;
         audit::record(&tx, None, Some(user.user_id), Action::ProfileChanged, None, serde_json::json!({"fields": ["name"]})).await?;
     }

@@ -82,7 +82,8 @@ pub struct SignUpResponse {
     pub verification_sent: bool,
 }
 
-fn clean_name(name: Option<String>) -> ApiResult<Option<String>> {
+/// A person's display name: trimmed, empty meaning none, at most 100 characters.
+pub(crate) fn clean_name(name: Option<String>) -> ApiResult<Option<String>> {
     match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
         Some(n) if n.chars().count() > 100 => Err(ApiError::bad_request("`name` must be at most 100 characters")),
         Some(n) if n.chars().any(char::is_control) => Err(ApiError::bad_request("`name` must not contain control characters")),

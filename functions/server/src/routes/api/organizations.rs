@@ -815,10 +815,7 @@ async fn create_api_key(
     ApiPath(org): ApiPath<Uuid>,
     JsonBody(req): JsonBody<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    let name = req.name.trim();
-    if !(1..=120).contains(&name.chars().count()) || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("`name` must be 1 to 120 characters, without control characters"));
-    }
+    let name = super::sites::short_text("name", &req.name)?;
     let scopes: Vec<&str> = parse_scopes(&req.scopes)?.into_iter().map(Scope::as_str).collect();
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;

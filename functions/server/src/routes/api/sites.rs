@@ -166,7 +166,7 @@ fn retention(days: i32) -> Result<i32, SiteInputError> {
 }
 
 /// Trimmed, 1–120 characters, no control characters.
-fn short_text(field: &'static str, raw: &str) -> Result<String, SiteInputError> {
+pub(crate) fn short_text(field: &'static str, raw: &str) -> Result<String, SiteInputError> {
     let s = raw.trim();
     if (1..=120).contains(&s.chars().count()) && !s.chars().any(char::is_control) { Ok(s.to_owned()) } else { Err(SiteInputError::BadText(field)) }
 }

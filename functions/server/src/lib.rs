@@ -2,6 +2,7 @@
 //! `engagetrack` binary wire these pieces; none of them holds logic of its own.
 
 pub mod accounts;
+pub mod adapters;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;

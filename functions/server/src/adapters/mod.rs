@@ -1,0 +1,6 @@
+//! One module per outside system. Each implements a port trait that lives in
+//! the domain module using it; nothing outside `adapters/` names an SDK type.
+
+pub mod aws;
+pub mod cloudflare_kv;
+pub mod redis;

@@ -1,0 +1,1 @@
+//! Redis (ElastiCache) adapter of the cache port.

@@ -43,6 +43,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// Keys the hash of client addresses for sign-in rate limits.
     pub ip_hash_key: Arc<Vec<u8>>,
+    /// Bearer token for `GET /metrics`; none: the route answers 404.
+    pub metrics_token: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,7 @@ impl AppState {
             cipher,
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
             ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
+            metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
             pool,
         })
     }

@@ -43,11 +43,11 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_M
 export AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1
 # SAM CLI: no telemetry, and its weekly "newer version?" request to PyPI is
 # never due: its config dir (SAM's own override variable) is ours, with the
-# last check stamped now.
+# last check stamped now (a float: SAM ignores an integer there).
 export SAM_CLI_TELEMETRY=0
 export __SAM_CLI_APP_DIR=$TOOLS/sam-cli-config
 mkdir -p "$__SAM_CLI_APP_DIR"
-printf '{"telemetryEnabled": false, "lastVersionCheck": %s}\n' "$(date +%s)" >"$__SAM_CLI_APP_DIR/metadata.json"
+printf '{"telemetryEnabled": false, "lastVersionCheck": %s.0}\n' "$(date +%s)" >"$__SAM_CLI_APP_DIR/metadata.json"
 # wrangler: no metrics, no banner (the banner is what asks npm for a newer version).
 export WRANGLER_SEND_METRICS=false WRANGLER_HIDE_BANNER=true CLOUDFLARE_CF_FETCH_ENABLED=false
 unset CLOUDFLARE_API_TOKEN CLOUDFLARE_ACCOUNT_ID

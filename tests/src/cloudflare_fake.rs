@@ -161,6 +161,7 @@ fn envelope_ok(result: Value) -> Response {
 impl Fake {
     /// The checks every request goes through, in Cloudflare's order; `Err`
     /// is the answer to give.
+    #[allow(clippy::result_large_err)] // a test fake: the error is the response itself
     fn admit(&self, headers: &HeaderMap, account: &str, namespace: &str, what: String) -> Result<(), Response> {
         let mut inner = self.inner.lock().expect("lock");
         inner.log.push(what);
@@ -198,6 +199,7 @@ struct ExpiryQuery {
 }
 
 /// Cloudflare's rules for `expiration` (absolute, unix s) and `expiration_ttl` (s from now).
+#[allow(clippy::result_large_err)] // a test fake: the error is the response itself
 fn expiry(expiration: Option<&str>, ttl: Option<&str>) -> Result<Option<i64>, Response> {
     let now = now_unix();
     let bad = |m: String| envelope_error(StatusCode::BAD_REQUEST, 10033, &m);

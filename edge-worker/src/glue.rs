@@ -2,6 +2,10 @@
 //!
 //! Bindings (see `infra/wrangler.toml`):
 //! - `SALTS` (KV): `salt:YYYY-MM-DD` → 64 hex characters, the UTC day's salt;
+//! - `SITES` (KV, optional): `site:<uuid>` → `{"active":bool}`, the site list
+//!   the server publishes. With the binding, a beacon for a site not in it is
+//!   refused here (`404`, paused: `403`); without it (local runs, most tests)
+//!   every site is let through and the ingest alone checks;
 //! - `RETRY_QUEUE` (Queue producer, and this worker is its consumer): signed
 //!   batches whose forwarding failed;
 //! - `INGEST_URL` (var): the ingest origin, batches go to `${INGEST_URL}/ingest/batch`;
@@ -10,6 +14,7 @@
 //! Nothing here logs an IP address, a User-Agent or a beacon body.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,7 +23,7 @@ use futures_util::future::{Either, select};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::geo::GeoDatabases;
 use shared::pipeline::{Pipeline, Processed};
-use shared::{AnonymisedEvent, EventId, Salt, Visit};
+use shared::{AnonymisedEvent, Beacon, EventId, Salt, SiteId, Visit};
 use worker::{
     Context, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder,
     Request, RequestInit, Response, console_error, console_log, event, wasm_bindgen::JsValue,
@@ -27,6 +32,13 @@ use worker::{
 use crate::rules::{self, Outcome, Refusal};
 
 const SALTS: &str = "SALTS";
+const SITES: &str = "SITES";
+/// How long an isolate trusts what it read about a site (present or absent):
+/// a new site is taken at the edge within about a minute (KV's own edge
+/// cache adds up to 60 s more).
+const SITE_CACHE_MS: u64 = 60_000;
+/// Bounds the per-isolate site cache against floods of random site ids.
+const SITE_CACHE_MAX: usize = 10_000;
 const GEO: &str = "GEO";
 /// Keys of the geo databases in `GEO`, tried in order (DB-IP ships IPv4 and IPv6 apart).
 const GEO_KEYS: [&str; 2] = ["mmdb:0", "mmdb:1"];
@@ -46,6 +58,8 @@ thread_local! {
     static PIPELINE: RefCell<Option<Rc<Pipeline>>> = const { RefCell::new(None) };
     /// The last salt read from KV: (key, salt, read at ms).
     static SALT_CACHE: RefCell<Option<(String, Salt, u64)>> = const { RefCell::new(None) };
+    /// What `SITES` said about each site: (value, read at ms).
+    static SITE_CACHE: RefCell<HashMap<SiteId, (Option<String>, u64)>> = RefCell::new(HashMap::new());
     /// Events accepted by this isolate and not yet handed to a flush.
     static PENDING: RefCell<Vec<AnonymisedEvent>> = const { RefCell::new(Vec::new()) };
     /// Whether a flush is waiting (in some request's `wait_until`) to take `PENDING`.
@@ -253,13 +267,17 @@ async fn collect(mut req: Request, env: &Env, ctx: &Context) -> Result<Response,
     let body = req.bytes().await?;
     rules::check_body_size(body.len())?;
 
+    let beacon = Beacon::parse(&body).map_err(|e| rules::beacon_refusal(&e))?;
+    admit_site(env, beacon.site).await?;
     let at = now();
     let id = EventId::new(at, random_bytes::<10>()?);
     let salt = salt_of_day(env, at).await?;
-    let processed = pipeline(env)
-        .await
-        .process(&body, Visit { ip, user_agent: &user_agent }, &salt, id)
-        .map_err(|e| rules::beacon_refusal(&e))?;
+    let pipeline = pipeline(env).await;
+    let visit = Visit { ip, user_agent: &user_agent };
+    let processed = match pipeline.bot(&beacon, visit) {
+        Some(reason) => Processed::Bot(reason),
+        None => Processed::Event(Box::new(pipeline.anonymise(beacon, visit, &salt, id))),
+    };
     // The IP address and User-Agent end here: only `processed` goes on.
     drop(user_agent);
     match processed {
@@ -293,6 +311,37 @@ async fn flush(env: &Env) {
             Err(e) => console_error!("{} events lost: the batch does not serialise: {e}", batch.events.len()),
         }
     }
+}
+
+/// Refuses a beacon for a site the `SITES` list does not hold (or holds as
+/// paused). No `SITES` binding: every site is let through.
+async fn admit_site(env: &Env, site: SiteId) -> Result<(), Failure> {
+    let Ok(kv) = env.kv(SITES) else { return Ok(()) };
+    let now_ms = Date::now().as_millis();
+    let cached = SITE_CACHE.with(|c| {
+        c.borrow()
+            .get(&site)
+            .filter(|(_, read)| now_ms.saturating_sub(*read) < SITE_CACHE_MS)
+            .map(|(value, _)| value.clone())
+    });
+    let value = match cached {
+        Some(value) => value,
+        None => {
+            let value = kv.get(&rules::site_key(site)).cache_ttl(60).text().await.map_err(|e| {
+                console_error!("{SITES} KV read failed: {e}");
+                Refusal::new(503, "the site list is not available; retry later")
+            })?;
+            SITE_CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() >= SITE_CACHE_MAX {
+                    c.clear();
+                }
+                c.insert(site, (value.clone(), now_ms));
+            });
+            value
+        }
+    };
+    Ok(rules::site_admission(site, value.as_deref())?)
 }
 
 /// The salt of `at`'s UTC day from KV; `503` (retry later) when it is not

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use shared::beacon::MAX_BODY_BYTES;
-use shared::{BeaconError, Salt};
+use shared::{BeaconError, Salt, SiteId};
 
 /// The tracker: the same file `functions/server/src/routes/edge.rs` embeds.
 pub const TRACKER_JS: &str = include_str!("../../sdk/dist/et.js");
@@ -80,7 +80,8 @@ pub fn beacon_refusal(e: &BeaconError) -> Refusal {
 }
 
 /// Cloudflare names the client in `CF-Connecting-IP`; nothing else in front
-/// of a Worker can be believed.
+/// of a Worker can be believed (`X-Forwarded-For` is whatever the visitor
+/// sent, so it is never read).
 pub fn client_ip(cf_connecting_ip: Option<&str>) -> Result<IpAddr, Refusal> {
     match cf_connecting_ip {
         Some(v) => v
@@ -101,6 +102,28 @@ pub fn parse_salt(value: &str) -> Result<Salt, String> {
     let bytes = hex::decode(value.trim()).map_err(|e| format!("the salt is not hex: {e}"))?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("the salt is {} bytes, not 32", b.len()))?;
     Ok(Salt::from_bytes(bytes))
+}
+
+/// The KV key of a site in `SITES`: `site:<uuid>` (written by the server's
+/// `edge_publish` on site create/update/delete and by its sync job).
+pub fn site_key(site: SiteId) -> String {
+    format!("site:{site}")
+}
+
+/// Whether a beacon for `site` is taken, from its `SITES` value: absent is an
+/// unknown (or deleted) site, `404`; `{"active":false}` is a paused site,
+/// `403` (the local server answers both the same way). A value this worker
+/// cannot read is let through: the ingest checks the site again, and a
+/// publishing bug must not drop every beacon of a real site.
+pub fn site_admission(site: SiteId, value: Option<&str>) -> Result<(), Refusal> {
+    let Some(value) = value else {
+        return Err(Refusal::new(404, format!("unknown site {site}: it is not in this edge's site list")));
+    };
+    let active = serde_json::from_str::<serde_json::Value>(value).ok().and_then(|v| v.get("active")?.as_bool());
+    match active {
+        Some(false) => Err(Refusal::new(403, format!("site {site} is not accepting events"))),
+        _ => Ok(()),
+    }
 }
 
 /// The signing key from the `EDGE_SIGNING_KEY` secret (hex).
@@ -201,6 +224,19 @@ mod tests {
         assert!(parse_salt(&"ab".repeat(32)).is_ok());
         assert!(parse_salt(&"ab".repeat(31)).unwrap_err().contains("31 bytes"));
         assert!(parse_salt("zz").unwrap_err().contains("not hex"));
+    }
+
+    #[test]
+    fn sites_are_admitted_from_their_kv_value() {
+        let site: SiteId = "0193f4c2-0000-7000-8000-000000000001".parse().unwrap();
+        assert_eq!(site_key(site), "site:0193f4c2-0000-7000-8000-000000000001");
+        assert!(site_admission(site, Some(r#"{"active":true}"#)).is_ok());
+        let unknown = site_admission(site, None).unwrap_err();
+        assert_eq!(unknown.status, 404);
+        assert!(unknown.body().contains("unknown site 0193f4c2"), "{}", unknown.body());
+        let paused = site_admission(site, Some(r#"{"active":false}"#)).unwrap_err();
+        assert_eq!(paused.status, 403);
+        assert!(site_admission(site, Some("garbage")).is_ok(), "an unreadable value is let through");
     }
 
     #[test]

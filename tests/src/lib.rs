@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
 pub mod oauth_fake;
+pub mod cloudflare_fake;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -109,11 +110,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: AppConfig) -> Self {
+        Self::spawn_with_secrets(config, &[]).await
+    }
+
+    /// As [`TestApp::spawn_with`], with named secrets (e.g. `cloudflare-api-token`)
+    /// in the local secret store besides the generated ones.
+    pub async fn spawn_with_secrets(config: AppConfig, extra: &[(&str, &[u8])]) -> Self {
         let db = TestDb::create().await;
         let pool = db.pool();
         db::migrate(&pool).await.expect("migrations");
         let secrets_dir = tempfile::tempdir().expect("tempdir");
-        let secrets = secrets::load_or_create_local(&secrets_dir.path().join("secrets.json")).expect("secrets");
+        let secrets_file = secrets_dir.path().join("secrets.json");
+        if !extra.is_empty() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let map: serde_json::Map<String, serde_json::Value> =
+                extra.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(hex(v)))).collect();
+            let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secrets_file).expect("secrets file");
+            serde_json::to_writer(file, &map).expect("write secrets");
+        }
+        let secrets = secrets::load_or_create_local(&secrets_file).expect("secrets");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = config;
@@ -205,4 +220,9 @@ pub fn bad_beacons(site: SiteId, pageview: &serde_json::Value) -> Vec<BadBeacon>
         case("empty", String::new(), "text/plain", 400, "invalid JSON"),
         case("not an object", "[1,2]".into(), "text/plain", 400, "invalid JSON"),
     ]
+}
+
+/// Lowercase hex, as the secret store and the worker's KV values spell bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

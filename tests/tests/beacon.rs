@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use engagetrack_server::AppConfig;
+use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_tests::{TestApp, bad_beacons};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -92,7 +93,7 @@ async fn an_inactive_site_is_refused() {
 /// sensitive mailto address) appears anywhere in the database.
 #[tokio::test]
 async fn the_ip_and_user_agent_never_reach_storage() {
-    let app = TestApp::spawn_with(AppConfig { trust_proxy: true, ..AppConfig::default() }).await;
+    let app = TestApp::spawn_with(AppConfig { client_ip: ClientIpMode::Proxy, ..AppConfig::default() }).await;
     let site = app.create_site().await;
     let ip = "203.0.113.187";
     let mut mailto = pageview(site);
@@ -103,7 +104,8 @@ async fn the_ip_and_user_agent_never_reach_storage() {
             .post(app.url("/api/e"))
             .header("content-type", "text/plain")
             .header("user-agent", UA)
-            .header("x-forwarded-for", format!("{ip}, 10.0.0.1"))
+            // the visitor wrote the first entry; the trusted proxy appended the last
+            .header("x-forwarded-for", format!("198.51.100.1, {ip}"))
             .body(body.to_string())
             .send()
             .await

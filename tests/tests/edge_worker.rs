@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use engagetrack_server::AppConfig;
+use engagetrack_server::edge_publish::{CLOUDFLARE_API_TOKEN, EdgeKvConfig};
+use engagetrack_server::jobs::Job;
+use engagetrack_tests::cloudflare_fake::FakeCloudflareKv;
 use engagetrack_tests::{TestApp, bad_beacons};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -59,6 +63,32 @@ struct EdgeWorker {
     dir: tempfile::TempDir,
 }
 
+/// What the worker's local KV holds before it starts, and whether it has a `SITES` binding.
+#[derive(Default)]
+struct EdgeSetup<'a> {
+    salts: &'a [(chrono::NaiveDate, &'a Salt)],
+    geo: Option<&'a Path>,
+    /// `(binding, wrangler kv bulk put file)`: e.g. what the Cloudflare KV fake holds.
+    bulk: Vec<(&'static str, Value)>,
+    /// With a `SITES` binding the worker enforces the site list; without, it takes every site.
+    sites_binding: bool,
+}
+
+/// infra/wrangler.local.toml, or (with `sites_binding`) a copy of it in `dir` with a SITES namespace added.
+fn config_file(dir: &Path) -> PathBuf {
+    let own = dir.join("wrangler.toml");
+    if own.is_file() { own } else { repo().join("infra/wrangler.local.toml") }
+}
+
+fn write_config_with_sites(dir: &Path) {
+    let local = std::fs::read_to_string(repo().join("infra/wrangler.local.toml")).expect("read wrangler.local.toml");
+    let main = format!("main = \"{}\"", repo().join("edge-worker/build/index.js").display());
+    assert!(local.contains("main = \"../edge-worker/build/index.js\""), "wrangler.local.toml's main moved");
+    let text = local.replace("main = \"../edge-worker/build/index.js\"", &main)
+        + "\n[[kv_namespaces]]\nbinding = \"SITES\"\nid = \"engagetrack-local-sites\"\n";
+    std::fs::write(dir.join("wrangler.toml"), text).expect("write config");
+}
+
 impl EdgeWorker {
     fn wrangler_command(dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(wrangler());
@@ -66,7 +96,7 @@ impl EdgeWorker {
             .current_dir(repo().join("edge-worker"))
             .args(args)
             .arg("--config")
-            .arg(repo().join("infra/wrangler.local.toml"))
+            .arg(config_file(dir))
             .arg("--persist-to")
             .arg(dir.join("state"))
             .env("WRANGLER_SEND_METRICS", "false")
@@ -85,7 +115,25 @@ impl EdgeWorker {
 
     /// As [`EdgeWorker::start`], with a geo database put into the GEO namespace as `mmdb:0`.
     async fn start_with_geo(ingest: &str, signing_key_hex: &str, salts: &[(chrono::NaiveDate, &Salt)], geo: Option<&Path>) -> Self {
+        Self::start_with(ingest, signing_key_hex, EdgeSetup { salts, geo, ..EdgeSetup::default() }).await
+    }
+
+    async fn start_with(ingest: &str, signing_key_hex: &str, setup: EdgeSetup<'_>) -> Self {
+        let EdgeSetup { salts, geo, bulk, sites_binding } = setup;
         let dir = tempfile::tempdir().expect("tempdir");
+        if sites_binding {
+            write_config_with_sites(dir.path());
+        }
+        for (binding, entries) in &bulk {
+            // The same JSON the KV bulk API takes; wrangler writes it into the worker's local KV.
+            let file = dir.path().join(format!("{binding}.json"));
+            std::fs::write(&file, entries.to_string()).expect("write bulk file");
+            let out = Self::wrangler_command(dir.path(), &["kv", "bulk", "put", &file.display().to_string()])
+                .args(["--binding", binding, "--local"])
+                .output()
+                .expect("run wrangler kv bulk put");
+            assert!(out.status.success(), "seeding {binding} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
         if let Some(file) = geo {
             let path = format!("--path={}", file.display());
             let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", "mmdb:0", &path])
@@ -158,16 +206,20 @@ impl EdgeWorker {
     }
 
     async fn post_from(&self, ip: &str, content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        reqwest::Client::new()
+        self.post_with(&[("cf-connecting-ip", ip)], content_type, user_agent, body).await
+    }
+
+    /// A beacon with extra headers (a client address, spoofed forwarding headers).
+    async fn post_with(&self, headers: &[(&str, &str)], content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
             .post(self.url("/api/e"))
             .header("content-type", content_type)
             .header("user-agent", user_agent)
-            .header("origin", "https://customer.example")
-            .header("cf-connecting-ip", ip)
-            .body(body)
-            .send()
-            .await
-            .expect("request to the worker")
+            .header("origin", "https://customer.example");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body).send().await.expect("request to the worker")
     }
 }
 
@@ -589,4 +641,205 @@ async fn the_geo_database_in_kv_places_visitors() {
     assert_eq!(places[0], [Some("GB".into()), Some("England".into()), Some("London".into())], "log:\n{}", worker.log());
     assert_eq!(places[1][0].as_deref(), Some("SE"));
     assert_eq!(places[1][2].as_deref(), Some("Linköping"));
+}
+
+const SALTS_NS: &str = "ns-salts-0001";
+const SITES_NS: &str = "ns-sites-0001";
+
+/// A TestApp that publishes to the Cloudflare KV fake, with the API token in its secret store.
+async fn app_publishing_to(fake: &FakeCloudflareKv) -> TestApp {
+    let edge_kv = EdgeKvConfig {
+        api_url: fake.api_url(),
+        account_id: fake.account_id.clone(),
+        salts_namespace: SALTS_NS.into(),
+        sites_namespace: SITES_NS.into(),
+    };
+    let config = AppConfig { edge_kv: Some(edge_kv), ..AppConfig::default() };
+    TestApp::spawn_with_secrets(config, &[(CLOUDFLARE_API_TOKEN, fake.token.as_bytes())]).await
+}
+
+async fn visitor_hashes(app: &TestApp, site: SiteId) -> Vec<i64> {
+    let client = app.db.client().await;
+    let rows = client.query("SELECT visitor_hash FROM events WHERE site_id = $1", &[site.as_uuid()]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Item 3 of the deployment issue, salts: the rotation job publishes today's
+/// and tomorrow's salt through the KV REST API (retrying a 503), with an
+/// expiry of its own, and deletes destroyed days; the worker's local KV then
+/// serves exactly that, and the worker hashes with it: the stored visitor
+/// hash is SHA-256(published salt | site | CF-Connecting-IP | UA), whatever
+/// X-Forwarded-For the visitor sends.
+#[tokio::test]
+async fn salts_published_by_the_rotation_job_hash_beacons_at_the_edge() {
+    let fake = FakeCloudflareKv::start(&[SALTS_NS, SITES_NS]).await;
+    let app = app_publishing_to(&fake).await;
+    let site = app.create_site().await;
+    let now = Utc::now();
+    let [today, tomorrow] = days();
+    // A day long over, still in the database and at the edge: the rotation destroys both.
+    let old_day = today - chrono::Duration::days(3);
+    let client = app.db.client().await;
+    client.execute("INSERT INTO salts (day, salt) VALUES ($1, $2)", &[&old_day, &vec![7u8; 32]]).await.unwrap();
+    fake.insert(SALTS_NS, &format!("salt:{old_day}"), &"07".repeat(32));
+
+    fake.fail_next(2, 503);
+    let summary = Job::RotateSalt.run(&app.state, now).await.expect("rotation and publish");
+    assert_eq!(summary["destroyed_salt_days"], json!([old_day]), "{summary}");
+    assert_eq!(summary["edge"]["published"], json!([today, tomorrow]), "{summary}");
+    assert_eq!(summary["edge"]["deleted"], json!([old_day]), "{summary}");
+    let log = fake.log();
+    assert_eq!(log.iter().filter(|l| **l == format!("PUT {SALTS_NS} salt:{today}")).count(), 3, "two 503s, then stored: {log:?}");
+    assert!(log.contains(&format!("DELETE {SALTS_NS} salt:{old_day}")), "{log:?}");
+    assert_eq!(fake.auth_failures(), 0, "the bearer token is the cloudflare-api-token secret");
+
+    let published = fake.entries(SALTS_NS);
+    assert_eq!(published.keys().cloned().collect::<Vec<_>>(), [format!("salt:{today}"), format!("salt:{tomorrow}")]);
+    for day in [today, tomorrow] {
+        let entry = &published[&format!("salt:{day}")];
+        let server_salt = app.state.ingest.salts().salt_for(day, now).await.unwrap();
+        assert_eq!(entry.value, hex(server_salt.as_bytes()), "the edge gets the server's salt of {day}");
+        let expires = entry.expiration.expect("a salt expires by itself at the edge");
+        let day_start = day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+        assert_eq!(expires, day_start + 25 * 3600, "the end of {day} plus the grace hour");
+        assert!(expires - day_start <= 48 * 3600, "within 48 h of its day (privacy invariant 2)");
+    }
+
+    // The worker's own local KV serves what was published.
+    let worker = EdgeWorker::start_with(
+        &app.url(""),
+        &hex(&app.edge_signing_key()),
+        EdgeSetup { bulk: vec![("SALTS", fake.bulk_file(SALTS_NS))], ..EdgeSetup::default() },
+    )
+    .await;
+    let spoofs = [None, Some("198.51.100.23"), Some("198.51.100.24, 10.9.8.7")];
+    for spoof in spoofs {
+        let mut headers = vec![("cf-connecting-ip", IP)];
+        if let Some(xff) = spoof {
+            headers.push(("x-forwarded-for", xff));
+        }
+        let r = worker.post_with(&headers, "text/plain", UA, pageview(site).to_string()).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+    }
+    wait_for_events(&app, site, 3, &worker).await;
+    let salt = app.state.ingest.salts().salt_for(Utc::now().date_naive(), Utc::now()).await.unwrap();
+    // SHA-256(salt | site | ip | ua) with the server's salt of the day, as the server computes it.
+    let expected = VisitorHash::daily(&salt, site, IP.parse().unwrap(), UA).as_i64();
+    assert_eq!(visitor_hashes(&app, site).await, [expected; 3], "X-Forwarded-For never changes the hash; log:\n{}", worker.log());
+}
+
+/// Item 3, site list: the API publishes a site on create, updates it on
+/// pause and removes it on delete (retrying a 503); with a SITES binding the
+/// worker refuses the others itself, 4xx with the reason, before anything
+/// is forwarded. The sync job repairs drift (a site the API never published,
+/// a stale key).
+#[tokio::test]
+async fn the_edge_refuses_sites_missing_from_the_published_list() {
+    let fake = FakeCloudflareKv::start(&[SALTS_NS, SITES_NS]).await;
+    let app = app_publishing_to(&fake).await;
+    let owner = app.sign_up_verified("edge-owner@example.com").await;
+    let api = app.as_user(&owner);
+    let create = |domain: &str| {
+        let path = format!("/api/organizations/{}/sites", owner.organization_id);
+        let body = json!({ "domain": domain });
+        let api = &api;
+        async move { api.post(&path, body).await.expect(201)["id"].as_str().unwrap().parse::<SiteId>().unwrap() }
+    };
+    fake.fail_next(1, 503);
+    let live = create("live.example").await;
+    let paused = create("paused.example").await;
+    let deleted = create("deleted.example").await;
+    api.patch(&format!("/api/sites/{paused}"), json!({"active": false})).await.expect(200);
+    api.delete(&format!("/api/sites/{deleted}")).await.expect(204);
+    let sites = fake.entries(SITES_NS);
+    assert_eq!(sites[&format!("site:{live}")].value, r#"{"active":true}"#, "published on create despite a 503");
+    assert_eq!(sites[&format!("site:{paused}")].value, r#"{"active":false}"#);
+    assert!(!sites.contains_key(&format!("site:{deleted}")), "removed on delete: {sites:?}");
+
+    // Drift: a site made behind the API's back, and a key nobody owns.
+    let unpublished = app.create_site().await;
+    let stale = SiteId::from_uuid(uuid::Uuid::new_v4());
+    fake.insert(SITES_NS, &format!("site:{stale}"), r#"{"active":true}"#);
+    let summary = Job::SyncEdgeSites.run(&app.state, Utc::now()).await.expect("sync");
+    assert_eq!(summary["sites"], json!({"written": 3, "removed": 1}), "{summary}");
+    let sites = fake.entries(SITES_NS);
+    assert!(sites.contains_key(&format!("site:{unpublished}")) && !sites.contains_key(&format!("site:{stale}")), "{sites:?}");
+
+    Job::RotateSalt.run(&app.state, Utc::now()).await.expect("salts");
+    let worker = EdgeWorker::start_with(
+        &app.url(""),
+        &hex(&app.edge_signing_key()),
+        EdgeSetup {
+            bulk: vec![("SALTS", fake.bulk_file(SALTS_NS)), ("SITES", fake.bulk_file(SITES_NS))],
+            sites_binding: true,
+            ..EdgeSetup::default()
+        },
+    )
+    .await;
+    let never = SiteId::from_uuid(uuid::Uuid::new_v4());
+    for (site, status, reason) in [
+        (deleted, StatusCode::NOT_FOUND, "unknown site"),
+        (stale, StatusCode::NOT_FOUND, "unknown site"),
+        (never, StatusCode::NOT_FOUND, "unknown site"),
+        (paused, StatusCode::FORBIDDEN, "not accepting events"),
+    ] {
+        let r = worker.post("text/plain", UA, pageview(site).to_string()).await;
+        assert_eq!(r.status(), status, "site {site}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "the refusal is readable cross-origin");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason) && error.contains(&site.to_string()), "{site}: {body}");
+    }
+    for site in [live, unpublished] {
+        assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
+    }
+    wait_for_events(&app, live, 1, &worker).await;
+    wait_for_events(&app, unpublished, 1, &worker).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let total: i64 = app.db.client().await.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(total, 2, "nothing of the refused sites was forwarded; log:\n{}", worker.log());
+}
+
+/// A KV API that keeps refusing does not fail the API request: the site is
+/// created (201), the failure is logged, and the sync job repairs the edge.
+#[tokio::test]
+async fn a_failed_site_publish_does_not_fail_the_request_and_the_sync_repairs_it() {
+    let fake = FakeCloudflareKv::start(&[SALTS_NS, SITES_NS]).await;
+    let app = app_publishing_to(&fake).await;
+    let owner = app.sign_up_verified("edge-flaky@example.com").await;
+    fake.fail_next(100, 500);
+    let started = Instant::now();
+    let created = app
+        .as_user(&owner)
+        .post(&format!("/api/organizations/{}/sites", owner.organization_id), json!({"domain": "flaky.example"}))
+        .await
+        .expect(201);
+    assert!(started.elapsed() < Duration::from_secs(10), "the retries are bounded: {:?}", started.elapsed());
+    let site: SiteId = created["id"].as_str().unwrap().parse().unwrap();
+    let attempts = fake.log().iter().filter(|l| l.starts_with(&format!("PUT {SITES_NS} site:{site}"))).count();
+    assert_eq!(attempts, engagetrack_server::edge_publish::BACKOFF.len(), "retried with backoff");
+    assert!(fake.entries(SITES_NS).is_empty());
+
+    fake.fail_next(0, 500);
+    Job::SyncEdgeSites.run(&app.state, Utc::now()).await.expect("sync");
+    assert_eq!(fake.entries(SITES_NS)[&format!("site:{site}")].value, r#"{"active":true}"#);
+}
+
+/// The fake is Cloudflare-shaped: a wrong token is refused with the envelope,
+/// and the rotation job reports the failure instead of passing.
+#[tokio::test]
+async fn a_wrong_token_fails_the_rotation_job_with_cloudflares_reason() {
+    let fake = FakeCloudflareKv::start(&[SALTS_NS, SITES_NS]).await;
+    let edge_kv = EdgeKvConfig {
+        api_url: fake.api_url(),
+        account_id: fake.account_id.clone(),
+        salts_namespace: SALTS_NS.into(),
+        sites_namespace: SITES_NS.into(),
+    };
+    let config = AppConfig { edge_kv: Some(edge_kv), ..AppConfig::default() };
+    let app = TestApp::spawn_with_secrets(config, &[(CLOUDFLARE_API_TOKEN, b"not-the-token")]).await;
+    let err = Job::RotateSalt.run(&app.state, Utc::now()).await.unwrap_err().to_string();
+    assert!(err.contains("403") && err.contains("10000 Authentication error"), "{err}");
+    assert_eq!(fake.auth_failures(), 1, "a refusal is not retried");
+    assert!(fake.entries(SALTS_NS).is_empty());
 }

@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use engagetrack_server::AppConfig;
+use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_tests::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -106,7 +107,7 @@ fn uuid_v4() -> uuid::Uuid {
 #[tokio::test]
 async fn the_beacon_path_enriches_and_drops_bots() {
     let geo = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/GeoIP2-City-Test.mmdb").into();
-    let app = TestApp::spawn_with(AppConfig { trust_proxy: true, geo_files: vec![geo], ..AppConfig::default() }).await;
+    let app = TestApp::spawn_with(AppConfig { client_ip: ClientIpMode::Proxy, geo_files: vec![geo], ..AppConfig::default() }).await;
     let site = app.create_site().await;
     let beacon = json!({"site": site.to_string(), "type": "pageview", "sid": "enrich-sess",
                         "url": "https://example.com/?utm_source=newsletter&utm_medium=email", "referrer": ""});

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use engagetrack_server::client_ip::ClientIpMode;
+use engagetrack_server::edge_publish::EdgeKvConfig;
 use engagetrack_server::jobs::Job;
 use engagetrack_server::local_postgres::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
@@ -43,8 +45,13 @@ enum Command {
     Serve {
         #[arg(long, env = "ENGAGETRACK_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
-        /// Take the client IP from CF-Connecting-IP / X-Forwarded-For.
-        #[arg(long, env = "ENGAGETRACK_TRUST_PROXY", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+        /// Where the client address comes from: socket (the TCP peer), proxy (the
+        /// rightmost X-Forwarded-For hop, appended by your trusted proxy),
+        /// cloudflare (CF-Connecting-IP only) or api-gateway (requestContext sourceIp).
+        #[arg(long, env = "ENGAGETRACK_CLIENT_IP", default_value = "socket")]
+        client_ip: ClientIpMode,
+        /// The same as --client-ip proxy.
+        #[arg(long, conflicts_with = "client_ip")]
         trust_proxy: bool,
         /// The address users open the dashboard at (links in mail); defaults to http://<addr>.
         #[arg(long, env = "ENGAGETRACK_PUBLIC_URL")]
@@ -62,8 +69,11 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/")]
         url: String,
     },
-    /// Make today's and tomorrow's salts; destroy salts whose day is over.
+    /// Make today's and tomorrow's salts; destroy salts whose day is over;
+    /// publish them to the worker's SALTS KV when ENGAGETRACK_CF_ACCOUNT_ID is set.
     RotateSalt,
+    /// Rewrite the worker's SITES KV from the database (repairs drift).
+    SyncEdgeSites,
     /// Roll up today, yesterday and late days (or only --day YYYY-MM-DD) into daily summaries.
     Rollup {
         #[arg(long)]
@@ -110,11 +120,13 @@ async fn main() -> anyhow::Result<()> {
             let pipeline = load_pipeline(&cli.geo_files)?;
             enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
         }
-        Command::Serve { addr, trust_proxy, public_url } => {
+        Command::Serve { addr, client_ip, trust_proxy, public_url } => {
             let db = database(&cli).await?;
             let public_url = public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
             let oauth = engagetrack_server::oauth::ProviderConfig::from_env();
-            let config = AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone(), public_url, oauth };
+            let client_ip = if *trust_proxy { ClientIpMode::Proxy } else { *client_ip };
+            let edge_kv = EdgeKvConfig::from_env()?;
+            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
@@ -141,8 +153,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::RotateSalt => {
             let db = database(&cli).await?;
-            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            let config = AppConfig { edge_kv: EdgeKvConfig::from_env()?, ..AppConfig::default() };
+            let state = state(&cli, &db.url, config).await?;
             println!("{}", Job::RotateSalt.run(&state, chrono::Utc::now()).await?);
+        }
+        Command::SyncEdgeSites => {
+            let db = database(&cli).await?;
+            let config = AppConfig { edge_kv: EdgeKvConfig::from_env()?, ..AppConfig::default() };
+            let state = state(&cli, &db.url, config).await?;
+            println!("{}", Job::SyncEdgeSites.run(&state, chrono::Utc::now()).await?);
         }
         Command::Rollup { day } => {
             let db = database(&cli).await?;
@@ -167,7 +186,7 @@ async fn run_jobs_on_timers(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     for n in 0u64.. {
         tick.tick().await;
-        let due = [(Job::RotateSalt, 1), (Job::Rollup, 12), (Job::Retention, 288)];
+        let due = [(Job::RotateSalt, 1), (Job::Rollup, 12), (Job::SyncEdgeSites, 12), (Job::Retention, 288)];
         for (job, every) in due {
             if n % every == 0 {
                 if let Err(e) = job.run(&state, chrono::Utc::now()).await {

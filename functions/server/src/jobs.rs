@@ -6,12 +6,17 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::edge_publish;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
-    /// Make today's and tomorrow's salts; destroy salts whose day is over.
+    /// Make today's and tomorrow's salts; destroy salts whose day is over;
+    /// publish both to the edge and delete the destroyed days there.
     RotateSalt,
+    /// Rewrite the edge's site list from the database (repairs drift left by
+    /// a failed publish on site create/update/delete).
+    SyncEdgeSites,
     /// Roll up today, yesterday and days with late events.
     Rollup,
     /// Delete raw events past retention, erase deleted accounts, trim the audit log.
@@ -19,11 +24,12 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt, Job::Rollup, Job::Retention];
+    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::RotateSalt => "rotate-salt",
+            Job::SyncEdgeSites => "sync-edge-sites",
             Job::Rollup => "rollup",
             Job::Retention => "retention",
         }
@@ -33,8 +39,16 @@ impl Job {
     pub async fn run(self, state: &AppState, now: DateTime<Utc>) -> Result<Value, JobError> {
         let summary = match self {
             Job::RotateSalt => {
-                let destroyed = state.ingest.salts().rotate(now).await?;
-                json!({ "job": self.name(), "destroyed_salt_days": destroyed })
+                let salts = state.ingest.salts();
+                let destroyed = salts.rotate(now).await?;
+                // The rotation is done either way; a publish failure fails the
+                // job (so the scheduler alarms) and the next run repeats it.
+                let edge = edge_publish::publish_salts(&*state.edge, &**salts, now, &destroyed, &edge_publish::BACKOFF).await?;
+                json!({ "job": self.name(), "destroyed_salt_days": destroyed, "edge": edge })
+            }
+            Job::SyncEdgeSites => {
+                let synced = edge_publish::sync_sites(&*state.edge, &state.pool, &edge_publish::BACKOFF).await?;
+                json!({ "job": self.name(), "edge_configured": state.edge.is_configured(), "sites": synced })
             }
             Job::Rollup => {
                 let days = crate::rollup::rollup_due(&state.pool, now, None).await?;
@@ -60,8 +74,10 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, rollup, retention")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention")]
     Unknown(String),
+    #[error("publishing to the edge failed: {0}")]
+    EdgePublish(#[from] crate::edge_publish::EdgePublishError),
     #[error(transparent)]
     Salt(#[from] crate::salt::SaltError),
     #[error(transparent)]

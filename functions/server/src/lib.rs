@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod enrich;
 pub mod db;
+pub mod edge_publish;
 pub mod error;
 pub mod field_cipher;
 pub mod group_commit;

@@ -15,8 +15,11 @@ use shared::Pipeline;
 
 #[derive(Debug, Clone, Default)]
 pub struct AppConfig {
-    /// Take the client address from `CF-Connecting-IP` / `X-Forwarded-For`.
-    pub trust_proxy: bool,
+    /// Where the client address comes from (`ENGAGETRACK_CLIENT_IP`).
+    pub client_ip: crate::client_ip::ClientIpMode,
+    /// The Cloudflare KV namespaces the salts and the site list are published
+    /// to; `None`: no edge, nothing is published.
+    pub edge_kv: Option<crate::edge_publish::EdgeKvConfig>,
     /// MaxMind DB files (GeoIP2/GeoLite2 City or DB-IP city) for geolocation.
     pub geo_files: Vec<PathBuf>,
     /// Where users reach the dashboard; links in mail point here.
@@ -45,6 +48,8 @@ pub struct AppState {
     pub ip_hash_key: Arc<Vec<u8>>,
     /// Bearer token for `GET /metrics`; none: the route answers 404.
     pub metrics_token: Option<Arc<Vec<u8>>>,
+    /// The worker's KV (salts, site list); a no-op when no edge is configured.
+    pub edge: Arc<dyn crate::edge_publish::EdgeKv>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,12 @@ pub enum StateError {
     Jwt(#[from] crate::auth::jwt::JwtError),
     #[error("the secret store has no `{0}`")]
     MissingSecret(&'static str),
+    #[error(transparent)]
+    ClientIp(#[from] crate::client_ip::ClientIpModeError),
+    #[error(transparent)]
+    EdgeKvConfig(#[from] crate::edge_publish::EdgeKvConfigError),
+    #[error(transparent)]
+    CloudflareKv(#[from] crate::adapters::cloudflare_kv::CloudflareKvError),
 }
 
 /// Loads the geo databases named in the configuration into memory.
@@ -82,6 +93,13 @@ impl AppState {
         let pipeline = Arc::new(load_pipeline(&config.geo_files)?);
         let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher.clone()));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
+        let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
+            Some(kv) => {
+                let token = secret(crate::edge_publish::CLOUDFLARE_API_TOKEN)?;
+                Arc::new(crate::adapters::cloudflare_kv::CloudflareKv::new(kv, &token)?)
+            }
+            None => Arc::new(crate::edge_publish::LocalEdgeKv),
+        };
         Ok(Self {
             ingest,
             config: Arc::new(config),
@@ -91,12 +109,14 @@ impl AppState {
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
             ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
             metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
+            edge,
             pool,
         })
     }
 
     /// For the Lambdas: `DATABASE_URL`, and secrets from the file named by
-    /// `ENGAGETRACK_SECRETS_FILE`. They run behind API Gateway, a trusted proxy.
+    /// `ENGAGETRACK_SECRETS_FILE`. They run behind API Gateway, so the client
+    /// address is its `sourceIp` unless `ENGAGETRACK_CLIENT_IP` says otherwise.
     pub fn from_lambda_env() -> Result<Self, StateError> {
         let url = std::env::var("DATABASE_URL").map_err(|_| StateError::MissingEnv("DATABASE_URL"))?;
         let pool = crate::db::pool(&url, 4)?;
@@ -107,6 +127,8 @@ impl AppState {
         let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
         let oauth = crate::oauth::ProviderConfig::from_env();
-        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url, oauth })
+        let client_ip = crate::client_ip::ClientIpMode::from_env_or(crate::client_ip::ClientIpMode::ApiGateway)?;
+        let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
+        Self::new(pool, &secrets, AppConfig { client_ip, edge_kv, geo_files, public_url, oauth })
     }
 }

@@ -2,12 +2,11 @@
 //! The Cloudflare worker serves the same two paths at the edge; locally and
 //! in the ingest Lambda these handlers do.
 
-use std::net::SocketAddr;
 use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +15,7 @@ use shared::beacon::MAX_BODY_BYTES;
 use sha2::{Digest, Sha256};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::client_ip::client_ip;
+use crate::client_ip::{Transport, client_ip};
 use crate::error::ApiError;
 use crate::ingest::{Accepted, IngestError};
 use crate::state::AppState;
@@ -80,8 +79,7 @@ pub(crate) fn refusal_of(status: StatusCode) -> crate::metrics::Refusal {
 async fn collect_beacon(State(state): State<AppState>, request: Request) -> Result<Accepted, ApiError> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let ip = client_ip(&parts.headers, peer, state.config.trust_proxy)
+    let ip = client_ip(state.config.client_ip, &parts.headers, &Transport::of(&parts.extensions))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let body = read_limited(body).await?;

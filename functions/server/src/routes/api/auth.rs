@@ -4,7 +4,6 @@
 //! SameSite=Strict cookie scoped to `/api/auth`, so browser code never needs
 //! to hold them.
 
-use std::net::SocketAddr;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -24,7 +23,7 @@ use crate::auth::jwt::ACCESS_TOKEN_TTL;
 use crate::auth::rate_limit::{self, LoginKeys, Verdict};
 use crate::auth::refresh::{self, Issued, RefreshError};
 use crate::auth::SignedInUser;
-use crate::client_ip::client_ip;
+use crate::client_ip::{Transport, client_ip};
 use crate::error::{ApiError, ApiResult};
 use crate::mailer::Mail;
 use crate::state::AppState;
@@ -229,8 +228,8 @@ pub(crate) fn token_response(state: &AppState, issued: Issued, now: DateTime<Utc
     Ok(response)
 }
 
-pub(crate) fn login_keys(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>, email: &Email) -> ApiResult<LoginKeys> {
-    let ip = client_ip(headers, peer, state.config.trust_proxy).map_err(|e| ApiError::bad_request(e.to_string()))?;
+pub(crate) fn login_keys(state: &AppState, headers: &HeaderMap, transport: &Transport, email: &Email) -> ApiResult<LoginKeys> {
+    let ip = client_ip(state.config.client_ip, headers, transport).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(LoginKeys::new(email, ip, &state.ip_hash_key))
 }
 
@@ -250,7 +249,7 @@ async fn sign_in(
 ) -> ApiResult<Response> {
     let now = now();
     let email = Email::parse(&req.email)?;
-    let keys = login_keys(&state, &headers, peer, &email)?;
+    let keys = login_keys(&state, &headers, &peer, &email)?;
     let db = state.pool.get().await?;
     if rate_limit::attempt(&db, &keys, now).await? == Verdict::Limited {
         return Err(ApiError::too_many_requests("too many failed sign-ins; wait 15 minutes or reset the password"));

@@ -167,15 +167,15 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-/// The socket peer, when the host knows it (the local server does; Lambda
-/// passes the client in proxy headers instead).
-pub struct Peer(pub Option<std::net::SocketAddr>);
+/// What the host knows about the connection: the socket peer (the local
+/// server) or API Gateway's request context (Lambda).
+pub struct Peer(pub crate::client_ip::Transport);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)))
+        Ok(Self(crate::client_ip::Transport::of(&parts.extensions)))
     }
 }
 

@@ -18,6 +18,7 @@ use super::{ApiPath, ApiQuery, ErrorBody, JsonBody, access, now};
 use crate::accounts;
 use crate::auth::rate_limit;
 use crate::audit::{self, Action};
+use crate::edge_publish;
 use crate::auth::opaque::OpaqueToken;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, ApiResult};
@@ -312,6 +313,8 @@ async fn create_site(
     audit::record(&tx, Some(org), who, Action::SiteCreated, Some(domain.as_str()), with(details, serde_json::json!({"site": id}))).await?;
     let site = load_site(&tx, id).await?;
     tx.commit().await?;
+    // After the commit: the edge must not learn of a site that was rolled back.
+    edge_publish::site_changed(&*state.edge, shared::SiteId::from_uuid(site.id), Some(site.active)).await;
     Ok((StatusCode::CREATED, Json(site)))
 }
 
@@ -401,6 +404,9 @@ async fn update_site(
     }
     let site = load_site(&tx, site.id).await?;
     tx.commit().await?;
+    if req.active.is_some() {
+        edge_publish::site_changed(&*state.edge, shared::SiteId::from_uuid(site.id), Some(site.active)).await;
+    }
     Ok(Json(site))
 }
 
@@ -416,6 +422,7 @@ async fn delete_site(State(state): State<AppState>, caller: Caller, ApiPath(site
     let (who, details) = actor(&caller);
     audit::record(&tx, Some(site.organization_id), who, Action::SiteDeleted, Some(&site.domain), with(details, serde_json::json!({"site": site.id}))).await?;
     tx.commit().await?;
+    edge_publish::site_changed(&*state.edge, shared::SiteId::from_uuid(site.id), None).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

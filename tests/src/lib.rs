@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
 pub mod oauth_fake;
+pub mod payment_fakes;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -109,11 +110,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: AppConfig) -> Self {
+        Self::spawn_with_secrets(config, &[]).await
+    }
+
+    /// With extra named secrets in the secret store (webhook signing
+    /// secrets, say), beside the generated ones.
+    pub async fn spawn_with_secrets(config: AppConfig, extra: &[(&str, &[u8])]) -> Self {
         let db = TestDb::create().await;
         let pool = db.pool();
         db::migrate(&pool).await.expect("migrations");
         let secrets_dir = tempfile::tempdir().expect("tempdir");
-        let secrets = secrets::load_or_create_local(&secrets_dir.path().join("secrets.json")).expect("secrets");
+        let secrets_path = secrets_dir.path().join("secrets.json");
+        if !extra.is_empty() {
+            let map: std::collections::BTreeMap<&str, String> = extra.iter().map(|(k, v)| (*k, v.iter().map(|b| format!("{b:02x}")).collect())).collect();
+            std::fs::write(&secrets_path, serde_json::to_vec(&map).expect("json")).expect("write secrets");
+            std::fs::set_permissions(&secrets_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        }
+        let secrets = secrets::load_or_create_local(&secrets_path).expect("secrets");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = config;

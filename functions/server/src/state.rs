@@ -43,6 +43,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// Keys the hash of client addresses for sign-in rate limits.
     pub ip_hash_key: Arc<Vec<u8>>,
+    /// Billing webhook signing secrets; a provider without one answers 404.
+    pub webhook_secrets: Arc<crate::billing::WebhookSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,7 @@ impl AppState {
             cipher,
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
             ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
+            webhook_secrets: Arc::new(crate::billing::WebhookSecrets::from_secrets(secrets)),
             pool,
         })
     }

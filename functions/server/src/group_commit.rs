@@ -48,6 +48,11 @@ impl GroupCommitter {
         Self { queue }
     }
 
+    /// Events queued and not yet taken by a transaction.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE_CAPACITY - self.queue.capacity()
+    }
+
     /// Resolves once the event is committed (or known not to be).
     pub async fn commit(&self, event: AnonymisedEvent) -> Result<(), CommitError> {
         let (done, wait) = oneshot::channel();
@@ -86,7 +91,9 @@ async fn writer(store: Arc<EventStore>, mut rx: mpsc::Receiver<(AnonymisedEvent,
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let store = store.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let outcome = store.write(&events).await.map(drop).map_err(|e| CommitError::Write(e.to_string()));
+            crate::metrics::global().observe_commit(started, events.len(), outcome.is_ok());
             drop(slot);
             if let Err(e) = &outcome {
                 tracing::warn!(events = events.len(), error = %e, "group commit failed; senders get 503");

@@ -95,6 +95,11 @@ impl Ingest {
         &self.store
     }
 
+    /// Beacons waiting for their group commit.
+    pub fn queue_depth(&self) -> usize {
+        self.committer.queue_depth()
+    }
+
     pub fn salts(&self) -> &Arc<dyn SaltStore> {
         &self.salts
     }

@@ -15,6 +15,7 @@ pub mod group_commit;
 pub mod ingest;
 pub mod jobs;
 pub mod local_postgres;
+pub mod metrics;
 pub mod mailer;
 pub mod oauth;
 pub mod retention;

@@ -50,8 +50,15 @@ pub const EDGE_SIGNING_KEY: &str = "edge-signing-key";
 /// The key the sign-in rate limiter hashes client addresses with (never stored raw).
 pub const IP_HASH_KEY: &str = "ip-hash-key";
 
+/// The bearer token of `GET /metrics` (its hex). Optional in a deployment:
+/// without it the route answers 404; the local file always has one.
+pub const METRICS_TOKEN: &str = "metrics-token";
+
 /// The names every deployment needs, created when missing.
 pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY, "jwt-key-1", IP_HASH_KEY];
+
+/// Created in the local file when missing, not required of a deployment.
+const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN];
 
 /// Loads the file, adds any missing required secret (32 random bytes) and
 /// writes it back atomically with mode 0600.
@@ -70,7 +77,7 @@ pub fn load_or_create_local(path: &Path) -> Result<Secrets, SecretsError> {
         Err(e) => return Err(io(e)),
     };
     let mut changed = false;
-    for name in REQUIRED {
+    for name in REQUIRED.iter().chain(CREATED_LOCALLY) {
         if !values.contains_key(*name) {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| SecretsError::Random(e.to_string()))?;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub ip_hash_key: Arc<Vec<u8>>,
     /// Billing webhook signing secrets; a provider without one answers 404.
     pub webhook_secrets: Arc<crate::billing::WebhookSecrets>,
+    /// Bearer token for `GET /metrics`; none: the route answers 404.
+    pub metrics_token: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,7 @@ impl AppState {
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
             ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
             webhook_secrets: Arc::new(crate::billing::WebhookSecrets::from_secrets(secrets)),
+            metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
             pool,
         })
     }

@@ -52,7 +52,32 @@ async fn tracker(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn collect(State(state): State<AppState>, request: Request) -> Result<StatusCode, ApiError> {
+async fn collect(state: State<AppState>, request: Request) -> Result<StatusCode, ApiError> {
+    use crate::metrics::{Outcome, Path, Refusal, global};
+    let answer = collect_beacon(state, request).await;
+    let (outcome, reason) = match &answer {
+        Ok(Accepted::Stored(_)) => (Outcome::Stored, Refusal::None),
+        Ok(Accepted::Bot(_)) => (Outcome::Bot, Refusal::None),
+        Ok(Accepted::Filtered) => (Outcome::Filtered, Refusal::None),
+        Err(e) => (Outcome::Refused, refusal_of(e.status)),
+    };
+    global().count_ingest(Path::Beacon, outcome, reason, 1);
+    answer.map(|_| StatusCode::ACCEPTED)
+}
+
+/// The refusal a beacon's error status stands for ([`ingest_error`] decides the status).
+pub(crate) fn refusal_of(status: StatusCode) -> crate::metrics::Refusal {
+    use crate::metrics::Refusal;
+    match status {
+        StatusCode::NOT_FOUND => Refusal::UnknownSite,
+        StatusCode::FORBIDDEN => Refusal::InactiveSite,
+        StatusCode::UNAUTHORIZED => Refusal::BadSignature,
+        s if s.is_server_error() => Refusal::Unavailable,
+        _ => Refusal::Invalid,
+    }
+}
+
+async fn collect_beacon(State(state): State<AppState>, request: Request) -> Result<Accepted, ApiError> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
@@ -64,11 +89,10 @@ async fn collect(State(state): State<AppState>, request: Request) -> Result<Stat
         .ingest
         .accept(&body, Visit { ip, user_agent }, chrono::Utc::now())
         .await
-        .map(|accepted| {
+        .inspect(|accepted| {
             if let Accepted::Bot(reason) = accepted {
                 tracing::debug!(%reason, "bot dropped");
             }
-            StatusCode::ACCEPTED
         })
         .map_err(ingest_error)
 }

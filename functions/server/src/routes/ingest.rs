@@ -19,7 +19,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ingest/batch", post(receive_batch))
 }
 
-async fn receive_batch(State(state): State<AppState>, request: Request) -> Result<Json<BatchOutcome>, ApiError> {
+async fn receive_batch(state: State<AppState>, request: Request) -> Result<Json<BatchOutcome>, ApiError> {
+    use crate::metrics::{Outcome, Path, Refusal, global};
+    let answer = receive_signed_batch(state, request).await;
+    match &answer {
+        Ok(Json(outcome)) => {
+            global().count_ingest(Path::Batch, Outcome::Stored, Refusal::None, outcome.stored);
+            global().count_ingest(Path::Batch, Outcome::Duplicate, Refusal::None, outcome.duplicates);
+            global().count_ingest(Path::Batch, Outcome::Refused, Refusal::SiteNotAccepting, outcome.rejected);
+        }
+        // A refused batch counts once: its events were never read.
+        Err(e) => global().count_ingest(Path::Batch, Outcome::Refused, super::edge::refusal_of(e.status), 1),
+    }
+    answer
+}
+
+async fn receive_signed_batch(State(state): State<AppState>, request: Request) -> Result<Json<BatchOutcome>, ApiError> {
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, m);

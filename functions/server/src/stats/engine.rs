@@ -55,6 +55,7 @@ pub async fn query_with(
     now: DateTime<Utc>,
     source: Source,
 ) -> Result<QueryResponse, StatsError> {
+    let started = std::time::Instant::now();
     let q = Query::parse(&request)?;
     let client = pool.get().await?;
     // A query from an API caller (or a public share link) may not hold the
@@ -62,6 +63,7 @@ pub async fn query_with(
     client.batch_execute(STATEMENT_TIMEOUT).await?;
     let answer = answer(&client, site, request, q, now, source).await;
     let _ = client.batch_execute("RESET statement_timeout").await;
+    crate::metrics::global().observe_stats(crate::metrics::StatsKind::Query, started);
     answer
 }
 

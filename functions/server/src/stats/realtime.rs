@@ -45,10 +45,12 @@ pub struct RecentEvent {
 }
 
 pub async fn realtime(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
+    let started = std::time::Instant::now();
     let client = pool.get().await?;
     client.batch_execute(super::engine::STATEMENT_TIMEOUT).await?;
     let answer = now_on_site(&client, site, now).await;
     let _ = client.batch_execute("RESET statement_timeout").await;
+    crate::metrics::global().observe_stats(crate::metrics::StatsKind::Realtime, started);
     answer
 }
 

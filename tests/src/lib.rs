@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 pub mod oauth_fake;
 pub mod cloudflare_fake;
+pub mod payment_fakes;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 

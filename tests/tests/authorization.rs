@@ -78,6 +78,10 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/organizations/{org_id}/api-keys", Org(ManageApiKeys)),
     ("POST", "/api/organizations/{org_id}/api-keys", Org(ManageApiKeys)),
     ("DELETE", "/api/organizations/{org_id}/api-keys/{key_id}", Org(ManageApiKeys)),
+    ("GET", "/api/organizations/{org_id}/billing", Org(ManageBilling)),
+    ("GET", "/api/organizations/{org_id}/billing/records", Org(ManageBilling)),
+    ("GET", "/api/organizations/{org_id}/billing/details", Org(ManageBilling)),
+    ("PUT", "/api/organizations/{org_id}/billing/details", Org(ManageBilling)),
     ("GET", "/api/sites", Listing),
     ("POST", "/api/organizations/{org_id}/sites", Org(EditSites)),
     ("GET", "/api/sites/{site_id}", Site(ViewOrganization)),
@@ -290,6 +294,9 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
         ("POST", "/api/sites/{site_id}/goals") => json!({"kind": "event", "event_name": format!("e{}", &unique[..8])}),
         ("POST", "/api/invitations/accept") => json!({"token": "not-a-real-token"}),
         ("PATCH", "/api/me") => json!({"name": "Someone"}),
+        ("PUT", "/api/organizations/{org_id}/billing/details") => {
+            json!({"country": "DE", "city": "Berlin", "postal_code": "10115", "address_lines": ["Invalidenstr. 1"]})
+        }
         // The site is named in the body here, as Plausible's API does.
         ("POST", "/api/v2/query") => json!({"site_id": w.site.to_string(), "metrics": ["visitors"], "date_range": "7d"}),
         ("POST", "/api/shared/{slug}/query") => json!({"metrics": ["visitors"], "date_range": "7d"}),

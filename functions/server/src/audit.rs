@@ -40,6 +40,9 @@ pub enum Action {
     DataExported,
     StatsExported,
     AccountDeleted,
+    BillingDetailsChanged,
+    SubscriptionChanged,
+    BillingRecordAdded,
 }
 
 impl Action {
@@ -79,6 +82,9 @@ impl Action {
             DataExported => "account.data_exported",
             StatsExported => "site.stats_exported",
             AccountDeleted => "account.deleted",
+            BillingDetailsChanged => "billing.details_changed",
+            SubscriptionChanged => "billing.subscription_changed",
+            BillingRecordAdded => "billing.record_added",
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct Purged {
     pub audit_log: u64,
     /// Spent or expired tokens, sign-in states, failure counters, old mail.
     pub expired_credentials: u64,
+    /// Billing rows: records of erased organisations reduced to what tax law
+    /// keeps, records past their 10 years, old webhook event ids.
+    pub billing: u64,
 }
 
 /// Mail and tokens are kept only as long as they can be used (and a little
@@ -57,6 +60,8 @@ pub async fn run(pool: &Pool, now: DateTime<Utc>) -> Result<Purged, crate::rollu
             &[&cutoff],
         )
         .await?;
+    // Before the organisations go: their billing records stay, reduced.
+    let billing = crate::billing::store::purge(&tx, cutoff, now).await?;
     let organizations = tx.execute("DELETE FROM organizations WHERE deleted_at < $1", &[&cutoff]).await?;
     // What names an erased person outside their row: mail to them, their
     // sign-in failure counter.
@@ -74,7 +79,7 @@ pub async fn run(pool: &Pool, now: DateTime<Utc>) -> Result<Purged, crate::rollu
     let expired_credentials = expire_credentials(&tx, now).await?;
     let audit_log = tx.execute("DELETE FROM audit_log WHERE created_at < $1", &[&(now - AUDIT_LOG_KEEP)]).await?;
     tx.commit().await?;
-    let purged = Purged { events, users, organizations, organization_events, audit_log, expired_credentials };
+    let purged = Purged { events, users, organizations, organization_events, audit_log, expired_credentials, billing };
     tracing::info!(?purged, "retention done");
     Ok(purged)
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// Keys the hash of client addresses for sign-in rate limits.
     pub ip_hash_key: Arc<Vec<u8>>,
+    /// Billing webhook signing secrets; a provider without one answers 404.
+    pub webhook_secrets: Arc<crate::billing::WebhookSecrets>,
     /// Bearer token for `GET /metrics`; none: the route answers 404.
     pub metrics_token: Option<Arc<Vec<u8>>>,
     /// The worker's KV (salts, site list); a no-op when no edge is configured.
@@ -108,6 +110,7 @@ impl AppState {
             cipher,
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
             ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
+            webhook_secrets: Arc::new(crate::billing::WebhookSecrets::from_secrets(secrets)),
             metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
             edge,
             pool,

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod auth;
+pub mod billing;
 pub mod oauth;
 pub mod organizations;
 pub mod sites;
@@ -83,6 +84,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(organizations::router())
         .merge(sites::router())
         .merge(stats::router())
+        .merge(billing::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

@@ -20,7 +20,7 @@ use engagetrack_server::salt::{self, SaltError, SaltStore};
 use engagetrack_server::secrets::{CachedSecrets, SecretSource, SecretsError};
 use engagetrack_server::state::{AdapterConfig, Ports, StateError};
 use engagetrack_server::{AppConfig, AppState};
-use engagetrack_tests::moto::Moto;
+use engagetrack_tests::moto::{Moto, S3rver};
 use engagetrack_tests::{TestApp, TestDb};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -450,6 +450,25 @@ async fn s3_blobs_put_get_and_presigned_links() {
     assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"example.com-stats.csv\"");
     assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
     assert_eq!(response.text().await.unwrap(), "section,key\nday,2026-12-01\n");
+}
+
+/// moto serves a presigned link after its expiry (it checks neither expiry
+/// nor signature), so the refusal is checked against s3rver, which does.
+#[tokio::test]
+async fn a_presigned_link_is_refused_after_it_expires() {
+    let server = S3rver::start("engagetrack-links");
+    let sdk = sdk_config(&server.aws_settings()).await;
+    let store = S3BlobStore::new(&sdk, "engagetrack-links");
+    let meta = BlobMeta { content_type: "application/json".into(), filename: Some("export.json".into()) };
+    store.put("exports/x/export.json", b"{}".to_vec(), &meta).await.unwrap();
+    let short = store.link("exports/x/export.json", Duration::from_secs(2)).await.unwrap().unwrap();
+    let long = store.link("exports/x/export.json", Duration::from_secs(600)).await.unwrap().unwrap();
+    assert_eq!(reqwest::get(&short.url).await.unwrap().status(), 200, "fresh link");
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let expired = reqwest::get(&short.url).await.unwrap();
+    assert_eq!(expired.status(), 403);
+    assert!(expired.text().await.unwrap().contains("Request has expired"));
+    assert_eq!(reqwest::get(&long.url).await.unwrap().status(), 200, "a link with time left still works");
 }
 
 #[tokio::test]

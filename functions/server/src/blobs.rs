@@ -70,8 +70,10 @@ pub struct ExportLink {
 /// hands out no links.
 pub async fn export_link(store: &dyn BlobStore, filename: &str, content_type: &str, bytes: Vec<u8>) -> Result<Option<ExportLink>, BlobError> {
     let key = export_key(filename);
+    // Signing needs no object, so a store without links writes nothing.
+    let Some(link) = store.link(&key, EXPORT_LINK_TTL).await? else { return Ok(None) };
     store.put(&key, bytes, &BlobMeta { content_type: content_type.to_owned(), filename: Some(filename.to_owned()) }).await?;
-    Ok(store.link(&key, EXPORT_LINK_TTL).await?.map(|l| ExportLink { url: l.url, expires_at: l.expires_at }))
+    Ok(Some(ExportLink { url: link.url, expires_at: link.expires_at }))
 }
 
 /// The 400 for `delivery=link` where the store gives no links.

@@ -160,10 +160,10 @@ impl SaltStore for DynamoSaltStore {
         }
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|d, _| *d >= oldest);
         // The promise is checked, not assumed: no salt may outlive 48 hours.
-        if let Some(day) = self.stored_days().await?.into_iter().min() {
-            if now - salt::day_start(day) > salt::MAX_LIFETIME {
-                return Err(SaltError::TooOld(day));
-            }
+        if let Some(day) = self.stored_days().await?.into_iter().min()
+            && now - salt::day_start(day) > salt::MAX_LIFETIME
+        {
+            return Err(SaltError::TooOld(day));
         }
         destroyed.sort();
         Ok(destroyed)

@@ -7,11 +7,13 @@ use std::net::SocketAddr;
 pub mod users;
 pub use users::{Answer, ApiClient, OutboxMail, TestUser, token_from_mail};
 
-use engagetrack_server::{AppConfig, AppState, db, secrets};
+use engagetrack_server::state::{AdapterConfig, Ports};
+use engagetrack_server::{AppConfig, AppState, db};
 use shared::SiteId;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
+pub mod moto;
 pub mod oauth_fake;
 pub mod cloudflare_fake;
 pub mod payment_fakes;
@@ -114,9 +116,19 @@ impl TestApp {
         Self::spawn_with_secrets(config, &[]).await
     }
 
-    /// As [`TestApp::spawn_with`], with named secrets (e.g. `cloudflare-api-token`)
-    /// in the local secret store besides the generated ones.
+    /// As [`TestApp::spawn_with`], with named secrets (e.g. `cloudflare-api-token`,
+    /// webhook secrets) in the local secret store besides the generated ones.
     pub async fn spawn_with_secrets(config: AppConfig, extra: &[(&str, &[u8])]) -> Self {
+        Self::spawn_with_adapters_and_secrets(config, AdapterConfig::default(), extra).await
+    }
+
+    /// The app with the adapters `adapters` names (e.g. moto's DynamoDB and
+    /// S3); a secrets file in a temp dir unless it names a secret store.
+    pub async fn spawn_with_adapters(config: AppConfig, adapters: AdapterConfig) -> Self {
+        Self::spawn_with_adapters_and_secrets(config, adapters, &[]).await
+    }
+
+    async fn spawn_with_adapters_and_secrets(config: AppConfig, mut adapters: AdapterConfig, extra: &[(&str, &[u8])]) -> Self {
         let db = TestDb::create().await;
         let pool = db.pool();
         db::migrate(&pool).await.expect("migrations");
@@ -129,14 +141,21 @@ impl TestApp {
             let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secrets_file).expect("secrets file");
             serde_json::to_writer(file, &map).expect("write secrets");
         }
-        let secrets = secrets::load_or_create_local(&secrets_file).expect("secrets");
+        if adapters.secret_id.is_none() {
+            adapters.secrets_file = Some(secrets_file);
+        }
+        if adapters.blob_dir.is_none() {
+            adapters.blob_dir = Some(secrets_dir.path().join("blobs"));
+        }
+        let ports = Ports::from_config(&pool, &adapters).await.expect("adapters");
+        let secrets = ports.secrets.current().await.expect("secrets");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = config;
         if config.public_url.is_empty() {
             config.public_url = format!("http://{addr}");
         }
-        let state = AppState::new(pool, &secrets, config).expect("state");
+        let state = AppState::with_ports(pool, &secrets, config, ports).expect("state");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
         tokio::spawn(async move {

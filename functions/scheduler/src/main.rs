@@ -14,7 +14,7 @@ struct Scheduled {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     engagetrack_server::telemetry::init();
-    let state = AppState::from_lambda_env()?;
+    let state = AppState::from_lambda_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Scheduled>| {
         let state = state.clone();
         async move {

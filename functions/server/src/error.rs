@@ -65,6 +65,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::auth::rate_limit::RateLimitError> for ApiError {
+    fn from(e: crate::auth::rate_limit::RateLimitError) -> Self {
+        tracing::error!(error = %e, "sign-in rate limiter");
+        Self::unavailable("sign-in is unavailable for a moment; try again")
+    }
+}
+
+impl From<crate::blobs::BlobError> for ApiError {
+    fn from(e: crate::blobs::BlobError) -> Self {
+        tracing::error!(error = %e, "blob store");
+        Self::unavailable("the export store is unavailable for a moment; try again")
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         tracing::warn!(error = %e, "database unavailable");

@@ -24,40 +24,80 @@ pub enum CipherError {
     Forged,
     #[error("cannot get random bytes from the OS")]
     Random,
+    #[error("field key `{FIELD_KEY_PREFIX}{0}` changed its bytes; rows sealed with it would no longer open, so the change is refused")]
+    KeyChanged(u8),
 }
 
+/// (key id, key bytes, cipher), newest last.
+type Keys = Vec<(u8, Vec<u8>, Aes256Gcm)>;
+
 pub struct FieldCipher {
-    /// (key id, cipher), newest last.
-    keys: Vec<(u8, Aes256Gcm)>,
+    /// Behind a lock so a rotation reaches a running process ([`Self::reload`]).
+    keys: std::sync::RwLock<Keys>,
 }
 
 impl std::fmt::Debug for FieldCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FieldCipher").field("key_ids", &self.keys.iter().map(|k| k.0).collect::<Vec<_>>()).finish()
+        f.debug_struct("FieldCipher").field("key_ids", &self.key_ids()).finish()
     }
+}
+
+fn parse_keys(secrets: &Secrets) -> Result<Keys, CipherError> {
+    let mut keys = secrets
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let id = name.strip_prefix(FIELD_KEY_PREFIX)?.parse::<u8>().ok()?;
+            Some((id, name, bytes))
+        })
+        .map(|(id, name, bytes)| {
+            Aes256Gcm::new_from_slice(bytes).map(|c| (id, bytes.to_vec(), c)).map_err(|_| CipherError::BadKey(name.to_owned()))
+        })
+        .collect::<Result<Keys, _>>()?;
+    if keys.is_empty() {
+        return Err(CipherError::NoKey);
+    }
+    keys.sort_by_key(|(id, _, _)| *id);
+    Ok(keys)
 }
 
 impl FieldCipher {
     pub fn from_secrets(secrets: &Secrets) -> Result<Self, CipherError> {
-        let mut keys = secrets
-            .iter()
-            .filter_map(|(name, bytes)| {
-                let id = name.strip_prefix(FIELD_KEY_PREFIX)?.parse::<u8>().ok()?;
-                Some((id, name, bytes))
-            })
-            .map(|(id, name, bytes)| {
-                Aes256Gcm::new_from_slice(bytes).map(|c| (id, c)).map_err(|_| CipherError::BadKey(name.to_owned()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
-            return Err(CipherError::NoKey);
+        Ok(Self { keys: std::sync::RwLock::new(parse_keys(secrets)?) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key ids held, oldest first; the last one seals new values.
+    pub fn key_ids(&self) -> Vec<u8> {
+        self.read().iter().map(|k| k.0).collect()
+    }
+
+    /// Takes a new version of the secrets: a new highest id seals from now
+    /// on. A key the new version no longer lists is kept (rows sealed with it
+    /// must stay readable); a key whose bytes changed is refused.
+    pub fn reload(&self, secrets: &Secrets) -> Result<(), CipherError> {
+        let mut fresh = parse_keys(secrets)?;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        for (id, bytes, cipher) in keys.iter() {
+            match fresh.iter().find(|k| k.0 == *id) {
+                Some(k) if k.1 != *bytes => return Err(CipherError::KeyChanged(*id)),
+                Some(_) => {}
+                None => {
+                    tracing::warn!(key_id = id, "the secret store no longer lists a field key; keeping it to read old rows");
+                    fresh.push((*id, bytes.clone(), cipher.clone()));
+                }
+            }
         }
-        keys.sort_by_key(|(id, _)| *id);
-        Ok(Self { keys })
+        fresh.sort_by_key(|(id, _, _)| *id);
+        *keys = fresh;
+        Ok(())
     }
 
     pub fn encrypt(&self, plaintext: &[u8], associated: &[u8]) -> Result<Vec<u8>, CipherError> {
-        let (key_id, cipher) = self.keys.last().ok_or(CipherError::NoKey)?;
+        let keys = self.read();
+        let (key_id, _, cipher) = keys.last().ok_or(CipherError::NoKey)?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| CipherError::Random)?;
         let sealed = cipher
@@ -75,7 +115,8 @@ impl FieldCipher {
         if *version != VERSION || rest.len() < NONCE_LEN {
             return Err(CipherError::Malformed);
         }
-        let (_, cipher) = self.keys.iter().find(|(id, _)| id == key_id).ok_or(CipherError::Malformed)?;
+        let keys = self.read();
+        let (_, _, cipher) = keys.iter().find(|(id, _, _)| id == key_id).ok_or(CipherError::Malformed)?;
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: associated })

@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod blobs;
 pub mod client_ip;
 pub mod enrich;
 pub mod db;

@@ -1,7 +1,7 @@
 //! The salt store port and its PostgreSQL adapter. One salt per UTC day,
 //! made from the OS random source, destroyed soon after its day ends
-//! (privacy invariant 2). The AWS adapter (DynamoDB with TTL, pushed to the
-//! edge KV) implements the same trait.
+//! (privacy invariant 2). The AWS adapter (`adapters::aws::dynamodb`, with a
+//! TTL attribute at [`destroy_at`]) implements the same trait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +35,20 @@ pub trait SaltStore: Send + Sync {
     /// day is over (yesterday's lives until [`GRACE_AFTER_MIDNIGHT`]).
     /// Returns the days destroyed.
     async fn rotate(&self, now: DateTime<Utc>) -> Result<Vec<NaiveDate>, SaltError>;
+}
+
+/// No salt may exist longer than this after its day starts (invariant 2).
+pub const MAX_LIFETIME: Duration = Duration::hours(48);
+
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// When the salt of `day` must be gone: the end of its grace hour after the
+/// day (25 h after it starts, inside [`MAX_LIFETIME`]). Stores with a TTL
+/// set it to this, so a salt dies even when the rotation job stops.
+pub fn destroy_at(day: NaiveDate) -> DateTime<Utc> {
+    (day_start(day) + Duration::days(1) + GRACE_AFTER_MIDNIGHT).min(day_start(day) + MAX_LIFETIME)
 }
 
 /// The oldest day whose salt may still exist at `now`.

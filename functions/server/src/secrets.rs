@@ -1,12 +1,17 @@
 //! The secrets port. Locally: one JSON file of named random keys, created on
-//! first use with mode 0600. In AWS: Secrets Manager (the deployment issue adds
-//! that adapter; it yields the same [`Secrets`]).
+//! first use with mode 0600. In AWS: one Secrets Manager secret holding the
+//! same JSON object (`adapters::aws::secrets_manager`), which is never created
+//! or completed by the code: a missing name is an error that names it.
+//! [`CachedSecrets`] re-reads the source after a TTL, so a new version (say
+//! one that adds `field-key-2`) reaches running processes without a restart.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The AES-256-GCM key for fields encrypted at rest; `-1` is its key id.
 /// Rotation adds `field-key-2`, and so on; the highest id encrypts.
@@ -22,6 +27,12 @@ pub enum SecretsError {
     TooOpen(PathBuf),
     #[error("cannot get random bytes from the OS: {0}")]
     Random(String),
+    #[error("cannot read the secret {origin}: {reason}")]
+    Unavailable { origin: String, reason: String },
+    #[error("the secret {origin} is not a JSON object of hex strings: {reason}")]
+    Invalid { origin: String, reason: String },
+    #[error("the secret {origin} lacks {}: add each as 32 random bytes in hex (e.g. `openssl rand -hex 32`)", names.join(", "))]
+    Missing { origin: String, names: Vec<String> },
 }
 
 /// Named secret byte strings. `Debug` names the keys, never the bytes.
@@ -29,6 +40,23 @@ pub enum SecretsError {
 pub struct Secrets(BTreeMap<String, Vec<u8>>);
 
 impl Secrets {
+    /// Parses the JSON object name -> hex string that both the local file and
+    /// the cloud secret hold; `origin` names the source in errors.
+    pub fn from_hex_json(json: &str, origin: &str) -> Result<Self, SecretsError> {
+        let invalid = |reason: String| SecretsError::Invalid { origin: origin.to_owned(), reason };
+        let values: BTreeMap<String, String> = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        values
+            .into_iter()
+            .map(|(k, v)| hex::decode(v.trim()).map(|bytes| (k.clone(), bytes)).map_err(|e| invalid(format!("{k}: {e}"))))
+            .collect::<Result<_, _>>()
+            .map(Secrets)
+    }
+
+    /// The [`REQUIRED`] names this set lacks.
+    pub fn missing_required(&self) -> Vec<String> {
+        REQUIRED.iter().filter(|n| !self.0.contains_key(**n)).map(|n| (*n).to_owned()).collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.0.get(name).map(Vec::as_slice)
     }
@@ -59,6 +87,82 @@ pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY, "jwt-key-1", IP
 
 /// Created in the local file when missing, not required of a deployment.
 const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN];
+/// Where secrets are read from: the local file, or a cloud secret store.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync {
+    /// Reads the current version, with every [`REQUIRED`] name present.
+    async fn load(&self) -> Result<Secrets, SecretsError>;
+}
+
+/// The local adapter: [`load_or_create_local`] on one path.
+pub struct LocalSecretsFile(pub PathBuf);
+
+#[async_trait::async_trait]
+impl SecretSource for LocalSecretsFile {
+    async fn load(&self) -> Result<Secrets, SecretsError> {
+        let path = self.0.clone();
+        tokio::task::spawn_blocking(move || load_or_create_local(&path))
+            .await
+            .map_err(|e| SecretsError::Unavailable { origin: self.0.display().to_string(), reason: e.to_string() })?
+    }
+}
+
+/// Secrets already read, never re-read (the local binary and tests).
+pub struct Fixed(pub Secrets);
+
+#[async_trait::async_trait]
+impl SecretSource for Fixed {
+    async fn load(&self) -> Result<Secrets, SecretsError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// How long a read of the secret store is reused before it is read again:
+/// the longest a rotation takes to reach a running process.
+pub const SECRETS_TTL: Duration = Duration::from_secs(300);
+
+/// A [`SecretSource`] read at most once per TTL. When a re-read fails the
+/// last good copy keeps serving (logged): an outage of the secret store
+/// must not stop sign-ins, and the keys it held are still valid.
+pub struct CachedSecrets {
+    source: Arc<dyn SecretSource>,
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<(Instant, Secrets)>>,
+}
+
+impl CachedSecrets {
+    pub fn new(source: Arc<dyn SecretSource>, ttl: Duration) -> Self {
+        Self { source, ttl, cached: tokio::sync::Mutex::new(None) }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The secrets, read from the source when never read or older than the TTL.
+    pub async fn current(&self) -> Result<Secrets, SecretsError> {
+        let mut cached = self.cached.lock().await;
+        match cached.as_ref() {
+            Some((at, secrets)) if at.elapsed() < self.ttl => return Ok(secrets.clone()),
+            _ => {}
+        }
+        match self.source.load().await {
+            Ok(fresh) => {
+                *cached = Some((Instant::now(), fresh.clone()));
+                Ok(fresh)
+            }
+            Err(e) => match cached.as_mut() {
+                Some((at, secrets)) => {
+                    tracing::error!(error = %e, "re-reading the secrets failed; keeping the last good copy");
+                    // Try again after another TTL, not on every request.
+                    *at = Instant::now();
+                    Ok(secrets.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
 
 /// Loads the file, adds any missing required secret (32 random bytes) and
 /// writes it back atomically with mode 0600.

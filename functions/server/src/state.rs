@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+use crate::adapters::aws::{self, AwsSettings};
 use crate::auth::jwt::AccessTokens;
+use crate::auth::rate_limit::{PgSignInLimiter, SignInLimiter};
+use crate::blobs::{BlobStore, LocalFolder};
 use crate::field_cipher::FieldCipher;
 use crate::mailer::{Mailer, OutboxMailer};
 use crate::ingest::Ingest;
-use crate::salt::PgSaltStore;
-use crate::secrets::Secrets;
+use crate::salt::{PgSaltStore, SaltStore};
+use crate::secrets::{CachedSecrets, LocalSecretsFile, SECRETS_TTL, SecretSource, Secrets};
 use shared::Pipeline;
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +55,129 @@ pub struct AppState {
     pub metrics_token: Option<Arc<Vec<u8>>>,
     /// The worker's KV (salts, site list); a no-op when no edge is configured.
     pub edge: Arc<dyn crate::edge_publish::EdgeKv>,
+    /// Counts failed sign-ins (Postgres, or DynamoDB in the cloud).
+    pub sign_in_limiter: Arc<dyn SignInLimiter>,
+    /// Where exports handed out as links are written (a folder, or S3).
+    pub blobs: Arc<dyn BlobStore>,
+    /// The secret source re-read after its TTL, when keys may rotate under a
+    /// running process; see [`AppState::refresh_keys`].
+    pub secrets: Option<Arc<CachedSecrets>>,
+}
+
+/// The adapters behind the ports, chosen once by [`Ports::from_config`].
+pub struct Ports {
+    pub salts: Arc<dyn SaltStore>,
+    pub sign_in_limiter: Arc<dyn SignInLimiter>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub secrets: Arc<CachedSecrets>,
+    /// Geo databases already read (from the bucket), beside `AppConfig::geo_files`.
+    pub geo_databases: Vec<(String, Vec<u8>)>,
+}
+
+/// Which adapters to use; every field unset means the local ones, as
+/// `./dev up` runs. Read from the environment by [`AdapterConfig::from_env`].
+#[derive(Debug, Clone, Default)]
+pub struct AdapterConfig {
+    /// `ENGAGETRACK_SECRET_ID`: the Secrets Manager secret; else `secrets_file`.
+    pub secret_id: Option<String>,
+    /// `ENGAGETRACK_SECRETS_FILE`: the local secrets file.
+    pub secrets_file: Option<PathBuf>,
+    /// `ENGAGETRACK_SALTS_TABLE`: DynamoDB salts; else PostgreSQL.
+    pub salts_table: Option<String>,
+    /// `ENGAGETRACK_RATE_LIMITS_TABLE`: DynamoDB sign-in counters; else PostgreSQL.
+    pub rate_limits_table: Option<String>,
+    /// `ENGAGETRACK_BUCKET`: S3 for exports; else `blob_dir`.
+    pub bucket: Option<String>,
+    /// The local blob folder (default: `engagetrack-blobs` in the temp dir).
+    pub blob_dir: Option<PathBuf>,
+    /// `s3://bucket/key` entries of `ENGAGETRACK_GEO`, read at cold start.
+    pub geo_objects: Vec<String>,
+    /// How long a read of the secret store is reused (default [`SECRETS_TTL`]).
+    pub secrets_ttl: Option<std::time::Duration>,
+    /// Endpoint, region and credentials beyond the SDK's own environment.
+    pub aws: AwsSettings,
+}
+
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Splits `ENGAGETRACK_GEO` on `:` like a PATH, keeping `s3://bucket/key`
+/// entries whole: (local files, S3 URLs).
+pub fn split_geo(raw: &str) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut files, mut objects) = (Vec::new(), Vec::new());
+    let mut parts = raw.split(':').peekable();
+    while let Some(part) = parts.next() {
+        if part == "s3" && parts.peek().is_some_and(|p| p.starts_with("//")) {
+            objects.push(format!("s3:{}", parts.next().unwrap_or_default()));
+        } else if !part.is_empty() {
+            files.push(PathBuf::from(part));
+        }
+    }
+    (files, objects)
+}
+
+impl AdapterConfig {
+    /// The configuration contract's variables (see README "Deploying").
+    pub fn from_env() -> Self {
+        let (_, geo_objects) = split_geo(&std::env::var("ENGAGETRACK_GEO").unwrap_or_default());
+        Self {
+            secret_id: env_opt("ENGAGETRACK_SECRET_ID"),
+            secrets_file: env_opt("ENGAGETRACK_SECRETS_FILE").map(PathBuf::from),
+            salts_table: env_opt("ENGAGETRACK_SALTS_TABLE"),
+            rate_limits_table: env_opt("ENGAGETRACK_RATE_LIMITS_TABLE"),
+            bucket: env_opt("ENGAGETRACK_BUCKET"),
+            blob_dir: None,
+            geo_objects,
+            secrets_ttl: None,
+            aws: AwsSettings::default(),
+        }
+    }
+
+    fn uses_aws(&self) -> bool {
+        self.secret_id.is_some() || self.salts_table.is_some() || self.rate_limits_table.is_some() || self.bucket.is_some() || !self.geo_objects.is_empty()
+    }
+}
+
+impl Ports {
+    /// The one place adapters are chosen: each AWS one where its variable
+    /// is set, the local one otherwise.
+    pub async fn from_config(pool: &Pool, adapters: &AdapterConfig) -> Result<Self, StateError> {
+        let sdk = if adapters.uses_aws() { Some(aws::sdk_config(&adapters.aws).await) } else { None };
+        let ttl = adapters.secrets_ttl.unwrap_or(SECRETS_TTL);
+        let source: Arc<dyn SecretSource> = match (&adapters.secret_id, &sdk, &adapters.secrets_file) {
+            (Some(id), Some(sdk), _) => Arc::new(aws::secrets_manager::SecretsManagerSource::new(sdk, id)),
+            (None, _, Some(file)) => Arc::new(LocalSecretsFile(file.clone())),
+            _ => return Err(StateError::MissingEnv("ENGAGETRACK_SECRET_ID or ENGAGETRACK_SECRETS_FILE")),
+        };
+        let salts: Arc<dyn SaltStore> = match (&adapters.salts_table, &sdk) {
+            (Some(table), Some(sdk)) => Arc::new(aws::dynamodb::DynamoSaltStore::new(sdk, table)),
+            _ => Arc::new(PgSaltStore::new(pool.clone())),
+        };
+        let sign_in_limiter: Arc<dyn SignInLimiter> = match (&adapters.rate_limits_table, &sdk) {
+            (Some(table), Some(sdk)) => Arc::new(aws::dynamodb::DynamoSignInLimiter::new(sdk, table)),
+            _ => Arc::new(PgSignInLimiter::new(pool.clone())),
+        };
+        let blobs: Arc<dyn BlobStore> = match (&adapters.bucket, &sdk) {
+            (Some(bucket), Some(sdk)) => Arc::new(aws::s3::S3BlobStore::new(sdk, bucket)),
+            _ => Arc::new(LocalFolder::new(adapters.blob_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("engagetrack-blobs")))),
+        };
+        let mut geo_databases = Vec::new();
+        if let (Some(sdk), false) = (&sdk, adapters.geo_objects.is_empty()) {
+            let client = aws::s3::client(sdk);
+            for url in &adapters.geo_objects {
+                let geo_error = |reason: String| StateError::Geo { path: PathBuf::from(url), reason };
+                let (bucket, key) = url
+                    .strip_prefix("s3://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                    .ok_or_else(|| geo_error("not of the form s3://bucket/key".into()))?;
+                let bytes = aws::s3::fetch(&client, bucket, key).await.map_err(|e| geo_error(e.to_string()))?;
+                geo_databases.push((url.clone(), bytes));
+            }
+        }
+        Ok(Self { salts, sign_in_limiter, blobs, secrets: Arc::new(CachedSecrets::new(source, ttl)), geo_databases })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +194,8 @@ pub enum StateError {
     Geo { path: PathBuf, reason: String },
     #[error(transparent)]
     Jwt(#[from] crate::auth::jwt::JwtError),
+    #[error(transparent)]
+    Blob(#[from] crate::blobs::BlobError),
     #[error("the secret store has no `{0}`")]
     MissingSecret(&'static str),
     #[error(transparent)]
@@ -80,20 +208,46 @@ pub enum StateError {
 
 /// Loads the geo databases named in the configuration into memory.
 pub fn load_pipeline(geo_files: &[PathBuf]) -> Result<Pipeline, StateError> {
+    load_pipeline_with(geo_files, Vec::new())
+}
+
+/// As [`load_pipeline`], plus databases already read (named for errors).
+pub fn load_pipeline_with(geo_files: &[PathBuf], read: Vec<(String, Vec<u8>)>) -> Result<Pipeline, StateError> {
     let mut geo = shared::geo::GeoDatabases::new();
     for path in geo_files {
         let bytes = std::fs::read(path).map_err(|e| StateError::Geo { path: path.clone(), reason: e.to_string() })?;
         geo.add(bytes).map_err(|e| StateError::Geo { path: path.clone(), reason: e.to_string() })?;
     }
+    for (name, bytes) in read {
+        geo.add(bytes).map_err(|e| StateError::Geo { path: PathBuf::from(&name), reason: e.to_string() })?;
+    }
     Ok(Pipeline::new(geo))
 }
 
 impl AppState {
+    /// The local adapters (PostgreSQL salts and counters, a temp folder for
+    /// blobs), with secrets already read; what `./dev up` and tests run.
     pub fn new(pool: Pool, secrets: &Secrets, config: AppConfig) -> Result<Self, StateError> {
+        let ports = Ports {
+            salts: Arc::new(PgSaltStore::new(pool.clone())),
+            sign_in_limiter: Arc::new(PgSignInLimiter::new(pool.clone())),
+            blobs: Arc::new(LocalFolder::new(std::env::temp_dir().join("engagetrack-blobs"))),
+            secrets: Arc::new(CachedSecrets::new(Arc::new(crate::secrets::Fixed(secrets.clone())), SECRETS_TTL)),
+            geo_databases: Vec::new(),
+        };
+        Self::with_ports(pool, secrets, config, ports)
+    }
+
+    /// Reads the secrets through `ports.secrets`, then builds the state.
+    pub async fn from_ports(pool: Pool, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
+        let secrets = ports.secrets.current().await?;
+        Self::with_ports(pool, &secrets, config, ports)
+    }
+
+    pub fn with_ports(pool: Pool, secrets: &Secrets, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
-        let salts = Arc::new(PgSaltStore::new(pool.clone()));
-        let pipeline = Arc::new(load_pipeline(&config.geo_files)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher.clone()));
+        let pipeline = Arc::new(load_pipeline_with(&config.geo_files, ports.geo_databases)?);
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone()));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
         let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
             Some(kv) => {
@@ -113,25 +267,56 @@ impl AppState {
             webhook_secrets: Arc::new(crate::billing::WebhookSecrets::from_secrets(secrets)),
             metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
             edge,
+            sign_in_limiter: ports.sign_in_limiter,
+            blobs: ports.blobs,
+            secrets: Some(ports.secrets),
             pool,
         })
     }
 
-    /// For the Lambdas: `DATABASE_URL`, and secrets from the file named by
-    /// `ENGAGETRACK_SECRETS_FILE`. They run behind API Gateway, so the client
-    /// address is its `sourceIp` unless `ENGAGETRACK_CLIENT_IP` says otherwise.
-    pub fn from_lambda_env() -> Result<Self, StateError> {
+    /// Re-reads the secrets (once their TTL has passed) and hands new field
+    /// and JWT keys to the cipher and the token signer: after a rotation the
+    /// new highest id is used for new writes, older ids still decrypt/verify.
+    pub async fn refresh_keys(&self) -> Result<(), StateError> {
+        let Some(source) = &self.secrets else { return Ok(()) };
+        let secrets = source.current().await?;
+        self.cipher.reload(&secrets)?;
+        self.access_tokens.reload(&secrets)?;
+        Ok(())
+    }
+
+    /// Runs [`Self::refresh_keys`] once per secrets TTL for as long as the
+    /// process lives (in a Lambda, timers run while it is thawed).
+    pub fn spawn_key_refresh(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        let ttl = self.secrets.as_ref().map_or(SECRETS_TTL, |s| s.ttl());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl).await;
+                if let Err(e) = state.refresh_keys().await {
+                    tracing::error!(error = %e, "refreshing keys from the secret store failed; the old keys stay in use");
+                }
+            }
+        })
+    }
+
+    /// For the Lambdas: `DATABASE_URL`, the adapters of [`AdapterConfig::from_env`]
+    /// (Secrets Manager, DynamoDB, S3 where their variables are set; the
+    /// secrets file `ENGAGETRACK_SECRETS_FILE` otherwise). They run behind
+    /// API Gateway, so the client address is its `sourceIp` unless
+    /// `ENGAGETRACK_CLIENT_IP` says otherwise.
+    pub async fn from_lambda_env() -> Result<Self, StateError> {
         let url = std::env::var("DATABASE_URL").map_err(|_| StateError::MissingEnv("DATABASE_URL"))?;
         let pool = crate::db::pool(&url, 4)?;
-        let secrets_file = std::env::var_os("ENGAGETRACK_SECRETS_FILE")
-            .map(PathBuf::from)
-            .ok_or(StateError::MissingEnv("ENGAGETRACK_SECRETS_FILE"))?;
-        let secrets = crate::secrets::load_or_create_local(&secrets_file)?;
-        let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+        let (geo_files, _) = split_geo(&std::env::var("ENGAGETRACK_GEO").unwrap_or_default());
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
         let oauth = crate::oauth::ProviderConfig::from_env();
         let client_ip = crate::client_ip::ClientIpMode::from_env_or(crate::client_ip::ClientIpMode::ApiGateway)?;
         let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
-        Self::new(pool, &secrets, AppConfig { client_ip, edge_kv, geo_files, public_url, oauth })
+        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth };
+        let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
+        let state = Self::from_ports(pool, config, ports).await?;
+        state.spawn_key_refresh();
+        Ok(state)
     }
 }

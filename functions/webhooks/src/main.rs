@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     engagetrack_server::telemetry::init();
-    let state = engagetrack_server::AppState::from_lambda_env()?;
+    let state = engagetrack_server::AppState::from_lambda_env().await?;
     lambda_http::run(engagetrack_server::routes::webhooks(state)).await
 }

@@ -22,6 +22,26 @@ pub enum JwtError {
     Invalid,
     #[error("cannot sign the access token")]
     Sign,
+    #[error("JWT key `{JWT_KEY_PREFIX}{0}` changed its bytes; tokens signed with it would stop verifying, so the change is refused")]
+    KeyChanged(String),
+}
+
+/// (key id, key bytes), newest last.
+type Keys = Vec<(String, Vec<u8>)>;
+
+fn parse_keys(secrets: &Secrets) -> Result<Keys, JwtError> {
+    let mut keys: Vec<(u32, String, Vec<u8>)> = secrets
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let id = name.strip_prefix(JWT_KEY_PREFIX)?;
+            Some((id.parse().ok()?, id.to_owned(), bytes.to_vec()))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(JwtError::NoKey);
+    }
+    keys.sort_by_key(|k| k.0);
+    Ok(keys.into_iter().map(|(_, id, k)| (id, k)).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,34 +58,51 @@ pub struct Claims {
 }
 
 pub struct AccessTokens {
-    /// (key id, key bytes), newest last.
-    keys: Vec<(String, Vec<u8>)>,
+    /// Behind a lock so a rotation reaches a running process ([`Self::reload`]).
+    keys: std::sync::RwLock<Keys>,
 }
 
 impl std::fmt::Debug for AccessTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessTokens").field("key_ids", &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>()).finish()
+        f.debug_struct("AccessTokens").field("key_ids", &self.key_ids()).finish()
     }
 }
 
 impl AccessTokens {
     pub fn from_secrets(secrets: &Secrets) -> Result<Self, JwtError> {
-        let mut keys: Vec<(u32, String, Vec<u8>)> = secrets
-            .iter()
-            .filter_map(|(name, bytes)| {
-                let id = name.strip_prefix(JWT_KEY_PREFIX)?;
-                Some((id.parse().ok()?, id.to_owned(), bytes.to_vec()))
-            })
-            .collect();
-        if keys.is_empty() {
-            return Err(JwtError::NoKey);
+        Ok(Self { keys: std::sync::RwLock::new(parse_keys(secrets)?) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key ids held, oldest first; the last one signs.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.read().iter().map(|k| k.0.clone()).collect()
+    }
+
+    /// Takes a new version of the secrets: a new highest id signs from now
+    /// on; keys it no longer lists still verify (kept); changed bytes are refused.
+    pub fn reload(&self, secrets: &Secrets) -> Result<(), JwtError> {
+        let fresh = parse_keys(secrets)?;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut merged = fresh.clone();
+        for (id, bytes) in keys.iter() {
+            match fresh.iter().find(|k| k.0 == *id) {
+                Some(k) if k.1 != *bytes => return Err(JwtError::KeyChanged(id.clone())),
+                Some(_) => {}
+                None => merged.insert(0, (id.clone(), bytes.clone())),
+            }
         }
-        keys.sort_by_key(|k| k.0);
-        Ok(Self { keys: keys.into_iter().map(|(_, id, k)| (id, k)).collect() })
+        merged.sort_by_key(|(id, _)| id.parse::<u32>().unwrap_or(0));
+        *keys = merged;
+        Ok(())
     }
 
     pub fn issue(&self, user: Uuid, family: Uuid, now: DateTime<Utc>) -> Result<String, JwtError> {
-        let (kid, key) = self.keys.last().ok_or(JwtError::NoKey)?;
+        let keys = self.read();
+        let (kid, key) = keys.last().ok_or(JwtError::NoKey)?;
         let claims = Claims {
             sub: user,
             sid: family,
@@ -85,7 +122,8 @@ impl AccessTokens {
             return Err(JwtError::Invalid);
         }
         let kid = header.kid.ok_or(JwtError::Invalid)?;
-        let (_, key) = self.keys.iter().find(|(id, _)| *id == kid).ok_or(JwtError::Invalid)?;
+        let keys = self.read();
+        let (_, key) = keys.iter().find(|(id, _)| *id == kid).ok_or(JwtError::Invalid)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);

@@ -1,11 +1,13 @@
 //! Sign-in rate limits: failed attempts are counted per account and per
 //! client address over a sliding window. The address is kept only as a keyed
 //! hash, never as itself (privacy invariant: no IP addresses stored).
+//! The counters sit behind [`SignInLimiter`]: PostgreSQL locally
+//! ([`PgSignInLimiter`]), DynamoDB in the cloud (`adapters::aws::dynamodb`).
 
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use sha2::{Digest, Sha256};
 
 use super::credentials::Email;
@@ -28,6 +30,66 @@ impl LoginKeys {
         h.update(ip.to_string().as_bytes());
         Self { account: format!("account:{}", email.as_str()), ip: format!("ip:{}", hex::encode(&h.finalize()[..16])) }
     }
+
+    /// The account's counter key.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The address's counter key (a keyed hash, never the address).
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the sign-in rate limiter is unavailable: {0}")]
+pub struct RateLimitError(pub String);
+
+/// Where failed sign-ins are counted. Both calls take the same `now`, so a
+/// store can find the failure [`SignInLimiter::attempt`] recorded.
+#[async_trait::async_trait]
+pub trait SignInLimiter: Send + Sync {
+    /// Counts this attempt as a failure *before* the (slow) password check,
+    /// then judges the count including it, so parallel guesses cannot all
+    /// slip past a check made before any of them was recorded.
+    async fn attempt(&self, keys: &LoginKeys, now: DateTime<Utc>) -> Result<Verdict, RateLimitError>;
+    /// The attempt was right: its provisional failure is taken back and the
+    /// account's counter restarts.
+    async fn succeeded(&self, keys: &LoginKeys, now: DateTime<Utc>) -> Result<(), RateLimitError>;
+}
+
+/// The rule every store applies to its counts (which include this attempt).
+pub fn verdict(account_failures: i64, ip_failures: i64) -> Verdict {
+    if account_failures > MAX_FAILURES_PER_ACCOUNT || ip_failures > MAX_FAILURES_PER_IP { Verdict::Limited } else { Verdict::Allowed }
+}
+
+/// The local adapter: rows in `login_failures`.
+pub struct PgSignInLimiter {
+    pool: Pool,
+}
+
+impl PgSignInLimiter {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn pg_error(e: impl std::fmt::Display) -> RateLimitError {
+    RateLimitError(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl SignInLimiter for PgSignInLimiter {
+    async fn attempt(&self, keys: &LoginKeys, now: DateTime<Utc>) -> Result<Verdict, RateLimitError> {
+        let db = self.pool.get().await.map_err(pg_error)?;
+        attempt(&db, keys, now).await.map_err(pg_error)
+    }
+
+    async fn succeeded(&self, keys: &LoginKeys, now: DateTime<Utc>) -> Result<(), RateLimitError> {
+        let db = self.pool.get().await.map_err(pg_error)?;
+        succeeded(&db, keys, now).await.map_err(pg_error)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -48,8 +110,7 @@ pub async fn attempt(db: &impl GenericClient, keys: &LoginKeys, now: DateTime<Ut
             &[&keys.account, &keys.ip, &(now - WINDOW)],
         )
         .await?;
-    let (account, ip): (i64, i64) = (row.get(0), row.get(1));
-    Ok(if account > MAX_FAILURES_PER_ACCOUNT || ip > MAX_FAILURES_PER_IP { Verdict::Limited } else { Verdict::Allowed })
+    Ok(verdict(row.get(0), row.get(1)))
 }
 
 /// The attempt was right: its provisional failure rows go, and the account's counter restarts.

@@ -13,7 +13,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Done, send_verification};
-use super::{ApiPath, ErrorBody, JsonBody, now};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiPath, ApiQuery, ErrorBody, JsonBody, now};
+use crate::blobs::{self, Delivery};
 use crate::accounts::{self, TokenPurpose};
 use crate::audit::{self, Action};
 use crate::auth::credentials::{Email, NewPassword};
@@ -228,9 +231,17 @@ async fn end_session(State(state): State<AppState>, user: SignedInUser, ApiPath(
 /// Everything EngageTrack holds about the signed-in person, as JSON
 /// (GDPR art. 20). Visitors of their sites are not people we can name, so
 /// site statistics are exported per site as CSV instead.
-#[utoipa::path(get, path = "/api/me/export", tag = "account",
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
-async fn export_my_data(State(state): State<AppState>, user: SignedInUser) -> ApiResult<Json<serde_json::Value>> {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ExportParams {
+    /// `direct` (default): the JSON itself; `link`: `{url, expires_at}`, a presigned link (needs a bucket).
+    #[param(value_type = Option<Delivery>)]
+    delivery: Option<Delivery>,
+}
+
+#[utoipa::path(get, path = "/api/me/export", tag = "account", params(ExportParams),
+    responses((status = 200, body = Object, description = "the export, or with `delivery=link` an ExportLink"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn export_my_data(State(state): State<AppState>, user: SignedInUser, ApiQuery(params): ApiQuery<ExportParams>) -> ApiResult<Response> {
     let db = state.pool.get().await?;
     let one = |sql: &'static str| {
         let db = &db;
@@ -252,7 +263,12 @@ async fn export_my_data(State(state): State<AppState>, user: SignedInUser) -> Ap
                           FROM (SELECT DISTINCT ON (action, created_at) * FROM audit_log WHERE actor_user_id = $1) a").await?,
     });
     audit::record(&db, None, Some(user.user_id), Action::DataExported, None, serde_json::json!({})).await?;
-    Ok(Json(export))
+    if params.delivery.unwrap_or_default() == Delivery::Link {
+        let bytes = serde_json::to_vec_pretty(&export).map_err(ApiError::internal)?;
+        let link = blobs::export_link(&*state.blobs, "engagetrack-export.json", "application/json", bytes).await?;
+        return Ok(Json(link.ok_or_else(|| ApiError::bad_request(blobs::NO_LINKS))?).into_response());
+    }
+    Ok(Json(export).into_response())
 }
 
 #[derive(Debug, serde::Deserialize, ToSchema)]

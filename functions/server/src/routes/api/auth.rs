@@ -20,7 +20,7 @@ use crate::accounts::{self, TokenPurpose};
 use crate::audit::{self, Action};
 use crate::auth::credentials::{Email, NewPassword};
 use crate::auth::jwt::ACCESS_TOKEN_TTL;
-use crate::auth::rate_limit::{self, LoginKeys, Verdict};
+use crate::auth::rate_limit::{LoginKeys, Verdict};
 use crate::auth::refresh::{self, Issued, RefreshError};
 use crate::auth::SignedInUser;
 use crate::client_ip::{Transport, client_ip};
@@ -250,10 +250,10 @@ async fn sign_in(
     let now = now();
     let email = Email::parse(&req.email)?;
     let keys = login_keys(&state, &headers, &peer, &email)?;
-    let db = state.pool.get().await?;
-    if rate_limit::attempt(&db, &keys, now).await? == Verdict::Limited {
+    if state.sign_in_limiter.attempt(&keys, now).await? == Verdict::Limited {
         return Err(ApiError::too_many_requests("too many failed sign-ins; wait 15 minutes or reset the password"));
     }
+    let db = state.pool.get().await?;
     let row = db
         .query_opt(
             "SELECT id, password_hash, email_verified_at IS NOT NULL, totp_secret, totp_enabled_at IS NOT NULL
@@ -281,7 +281,7 @@ async fn sign_in(
             return Err(ApiError::unauthorized("the two-factor code is wrong"));
         }
     }
-    rate_limit::succeeded(&db, &keys, now).await?;
+    state.sign_in_limiter.succeeded(&keys, now).await?;
     let issued = refresh::start_family(&db, user, user_agent(&headers), now).await?;
     audit::record(&db, None, Some(user), Action::SignIn, None, serde_json::json!({"method": "password"})).await?;
     token_response(&state, issued, now)

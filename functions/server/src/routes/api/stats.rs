@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::{ApiPath, ApiQuery, ErrorBody, access, now};
 use crate::audit::{self, Action};
+use crate::blobs::{self, Delivery, ExportLink};
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, ApiResult};
 use crate::sites::Site;
@@ -107,6 +108,9 @@ async fn property_keys(State(state): State<AppState>, caller: Caller, ApiPath(si
 pub struct ExportParams {
     /// A Stats API date range: `7d`, `30d`, `month`, `12mo`, … or `YYYY-MM-DD,YYYY-MM-DD`. Default `30d`.
     date_range: Option<String>,
+    /// `direct` (default): the CSV itself; `link`: `{url, expires_at}`, a presigned link (needs a bucket).
+    #[param(value_type = Option<Delivery>)]
+    delivery: Option<Delivery>,
 }
 
 fn date_range_value(raw: Option<&str>) -> serde_json::Value {
@@ -122,13 +126,18 @@ fn date_range_value(raw: Option<&str>) -> serde_json::Value {
 /// The site's stats as CSV (daily numbers, top pages, top sources) — the GDPR export of a site.
 #[utoipa::path(get, path = "/api/sites/{site_id}/export.csv", tag = "stats",
     params(("site_id" = String, Path, description = "the site's id or domain"), ExportParams),
-    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content((String = "text/csv"), (ExportLink = "application/json"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn export_csv(State(state): State<AppState>, caller: Caller, ApiPath(site_ref): ApiPath<String>, ApiQuery(params): ApiQuery<ExportParams>) -> ApiResult<Response> {
     let db = state.pool.get().await?;
     let site = access::site(&db, &caller, &site_ref, Permission::ViewStats).await?.site;
     let csv = stats::export_csv(&state.pool, &stats_site(&site), date_range_value(params.date_range.as_deref()), now()).await?;
     audit::record(&db, Some(site.organization_id), caller.user_id(), Action::StatsExported, Some(&site.domain), serde_json::json!({"date_range": params.date_range})).await?;
+    if params.delivery.unwrap_or_default() == Delivery::Link {
+        let name = format!("{}-stats.csv", site.domain);
+        let link = blobs::export_link(&*state.blobs, &name, "text/csv; charset=utf-8", csv.into_bytes()).await?;
+        return Ok(Json(link.ok_or_else(|| ApiError::bad_request(blobs::NO_LINKS))?).into_response());
+    }
     let filename = format!("attachment; filename=\"{}-stats.csv\"", site.domain.replace(['"', '\\'], ""));
     let mut response = csv.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));

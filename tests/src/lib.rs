@@ -14,6 +14,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
 pub mod moto;
+pub mod lambda_emulator;
 pub mod oauth_fake;
 pub mod cloudflare_fake;
 pub mod payment_fakes;
@@ -162,6 +163,11 @@ impl TestApp {
             let _ = engagetrack_server::serve(listener, serving, async { drop(rx.await) }).await;
         });
         Self { addr, state, db, shutdown: Some(tx), _secrets_dir: secrets_dir }
+    }
+
+    /// The local secret store this app loaded (a Lambda started beside it reads the same).
+    pub fn secrets_file(&self) -> std::path::PathBuf {
+        self._secrets_dir.path().join("secrets.json")
     }
 
     /// The key the edge signs batches with, as the server holds it.

@@ -302,12 +302,14 @@ impl AppState {
 
     /// For the Lambdas: `DATABASE_URL`, the adapters of [`AdapterConfig::from_env`]
     /// (Secrets Manager, DynamoDB, S3 where their variables are set; the
-    /// secrets file `ENGAGETRACK_SECRETS_FILE` otherwise). They run behind
+    /// secrets file `ENGAGETRACK_SECRETS_FILE` otherwise). Nothing here touches
+    /// the database: the pool connects on first use, and migrations are a
+    /// deploy step (the scheduler's `migrate` job), so a cold start never runs them. They run behind
     /// API Gateway, so the client address is its `sourceIp` unless
     /// `ENGAGETRACK_CLIENT_IP` says otherwise.
     pub async fn from_lambda_env() -> Result<Self, StateError> {
         let url = std::env::var("DATABASE_URL").map_err(|_| StateError::MissingEnv("DATABASE_URL"))?;
-        let pool = crate::db::pool(&url, 4)?;
+        let pool = lambda::pool(&url)?;
         let (geo_files, _) = split_geo(&std::env::var("ENGAGETRACK_GEO").unwrap_or_default());
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
         let oauth = crate::oauth::ProviderConfig::from_env();
@@ -318,5 +320,41 @@ impl AppState {
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();
         Ok(state)
+    }
+}
+
+/// The Lambdas' database settings. One instance serves one request at a
+/// time, and thousands of instances may run, so each keeps at most two
+/// connections (a handler's and the group-commit writer's), gives up quickly
+/// when the database is away (the route answers 503), and checks a connection
+/// before reuse, since a frozen instance's connection may have been closed by
+/// RDS Proxy's idle timeout. No session state is set here: RDS Proxy pins a
+/// client connection that runs a session-level `SET`.
+pub mod lambda {
+    use std::time::Duration;
+
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+    use tokio_postgres::NoTls;
+
+    use crate::db::DbError;
+
+    pub const POOL_SIZE: usize = 2;
+    /// Waiting for a free connection, connecting, and checking one before reuse.
+    pub const WAIT: Duration = Duration::from_secs(2);
+    pub const CONNECT: Duration = Duration::from_secs(3);
+    pub const CHECK: Duration = Duration::from_secs(2);
+
+    pub fn pool(database_url: &str) -> Result<Pool, DbError> {
+        let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::BadUrl)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT);
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .timeouts(Timeouts { wait: Some(WAIT), create: Some(CONNECT), recycle: Some(CHECK) })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Pool(e.to_string()))
     }
 }

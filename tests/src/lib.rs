@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
 pub mod oauth_fake;
+pub mod redis_server;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 

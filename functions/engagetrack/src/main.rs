@@ -114,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
             let db = database(&cli).await?;
             let public_url = public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
             let oauth = engagetrack_server::oauth::ProviderConfig::from_env();
-            let config = AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone(), public_url, oauth };
+            let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
+            let config = AppConfig { trust_proxy: *trust_proxy, geo_files: cli.geo_files.clone(), public_url, oauth, redis_url };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);

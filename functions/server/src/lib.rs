@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod adapters;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod client_ip;
 pub mod enrich;
 pub mod db;

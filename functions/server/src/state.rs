@@ -6,6 +6,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 
 use crate::auth::jwt::AccessTokens;
+use crate::cache::{CacheStore, InProcessStore};
 use crate::field_cipher::FieldCipher;
 use crate::mailer::{Mailer, OutboxMailer};
 use crate::ingest::Ingest;
@@ -23,6 +24,8 @@ pub struct AppConfig {
     pub public_url: String,
     /// Google / GitHub sign-in, where configured.
     pub oauth: Vec<crate::oauth::ProviderConfig>,
+    /// `ENGAGETRACK_REDIS_URL`: the shared cache; none means a cache of this process.
+    pub redis_url: Option<String>,
 }
 
 impl AppConfig {
@@ -43,6 +46,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// Keys the hash of client addresses for sign-in rate limits.
     pub ip_hash_key: Arc<Vec<u8>>,
+    /// Hot stats answers and live-session checks (see [`crate::cache`]).
+    pub cache: Arc<dyn CacheStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,16 @@ pub enum StateError {
     Jwt(#[from] crate::auth::jwt::JwtError),
     #[error("the secret store has no `{0}`")]
     MissingSecret(&'static str),
+    #[error("ENGAGETRACK_REDIS_URL: {0}")]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Redis when a URL is given, else a cache of this process.
+pub fn cache_store(redis_url: Option<&str>) -> Result<Arc<dyn CacheStore>, StateError> {
+    Ok(match redis_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Arc::new(crate::adapters::redis::RedisCache::connect_lazily(url)?),
+        None => Arc::new(InProcessStore::default()),
+    })
 }
 
 /// Loads the geo databases named in the configuration into memory.
@@ -80,7 +95,9 @@ impl AppState {
         let pipeline = Arc::new(load_pipeline(&config.geo_files)?);
         let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, salts, cipher.clone()));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
+        let cache = cache_store(config.redis_url.as_deref())?;
         Ok(Self {
+            cache,
             ingest,
             config: Arc::new(config),
             edge_signing_key: Arc::new(secret(crate::secrets::EDGE_SIGNING_KEY)?),
@@ -104,6 +121,7 @@ impl AppState {
         let geo_files = std::env::var("ENGAGETRACK_GEO").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
         let oauth = crate::oauth::ProviderConfig::from_env();
-        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url, oauth })
+        let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
+        Self::new(pool, &secrets, AppConfig { trust_proxy: true, geo_files, public_url, oauth, redis_url })
     }
 }

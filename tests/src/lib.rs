@@ -18,6 +18,7 @@ pub mod lambda_emulator;
 pub mod oauth_fake;
 pub mod cloudflare_fake;
 pub mod payment_fakes;
+pub mod redis_server;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 

@@ -1,9 +1,11 @@
 //! The stats bench: the queries a dashboard makes for a 30-day range, over
 //! a month of seeded events, timed as a set.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
+use engagetrack_server::cache::{self, CacheStore, InProcessStore};
 use engagetrack_server::rollup;
 use engagetrack_server::stats::{self, QueryRequest, StatsSite};
 use engagetrack_tests::TestApp;
@@ -145,5 +147,42 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
         json!({"bench": "stats", "events": stored, "days": DAYS, "seed_seconds": seeded, "rollup_seconds": rolled, "runs": runs,
                "set_median_ms": percentile(&sets, 0.5), "set_p95_ms": percentile(&sets, 0.95), "queries": queries})
     );
+    cached(app, &target, &requests, runs).await
+}
+
+/// The same set through the cache ([`cache::stats_query`]): no cache (the
+/// engine), the in-process store, and Redis when `ENGAGETRACK_REDIS_URL` is set;
+/// warm, so every cacheable answer is a hit.
+async fn cached(app: &TestApp, target: &StatsSite, requests: &[(&str, QueryRequest)], runs: usize) -> anyhow::Result<()> {
+    let mut stores: Vec<(&str, Option<Arc<dyn CacheStore>>)> = vec![("engine", None), ("in_process", Some(Arc::new(InProcessStore::default())))];
+    if let Ok(url) = std::env::var("ENGAGETRACK_REDIS_URL") {
+        stores.push(("redis", Some(Arc::new(engagetrack_server::adapters::redis::RedisCache::connect_lazily(&url)?))));
+    }
+    let mut out = serde_json::Map::new();
+    for (name, store) in stores {
+        let mut per_query: Vec<Vec<f64>> = vec![Vec::new(); requests.len()];
+        for run in 0..runs + 3 {
+            for (i, (_, request)) in requests.iter().enumerate() {
+                let one = Instant::now();
+                match &store {
+                    None => drop(stats::query(&app.state.pool, target, request.clone(), Utc::now()).await?),
+                    Some(store) => drop(cache::stats_query(&app.state.pool, store.as_ref(), target, request.clone(), Utc::now()).await?),
+                }
+                if run >= 3 {
+                    per_query[i].push(one.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        let queries: serde_json::Map<String, Value> = requests
+            .iter()
+            .zip(per_query.iter_mut())
+            .map(|((q, _), times)| {
+                times.sort_by(f64::total_cmp);
+                ((*q).to_owned(), json!({"median_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95)}))
+            })
+            .collect();
+        out.insert(name.to_owned(), Value::Object(queries));
+    }
+    println!("{}", json!({"bench": "stats_cache", "runs": runs, "stores": out}));
     Ok(())
 }

@@ -126,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
             let oauth = engagetrack_server::oauth::ProviderConfig::from_env();
             let client_ip = if *trust_proxy { ClientIpMode::Proxy } else { *client_ip };
             let edge_kv = EdgeKvConfig::from_env()?;
-            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth };
+            let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
+            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth, redis_url };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod blobs;
+pub mod cache;
 pub mod client_ip;
 pub mod enrich;
 pub mod db;

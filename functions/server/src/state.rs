@@ -9,6 +9,7 @@ use crate::adapters::aws::{self, AwsSettings};
 use crate::auth::jwt::AccessTokens;
 use crate::auth::rate_limit::{PgSignInLimiter, SignInLimiter};
 use crate::blobs::{BlobStore, LocalFolder};
+use crate::cache::{CacheStore, InProcessStore};
 use crate::field_cipher::FieldCipher;
 use crate::mailer::{Mailer, OutboxMailer};
 use crate::ingest::Ingest;
@@ -29,6 +30,8 @@ pub struct AppConfig {
     pub public_url: String,
     /// Google / GitHub sign-in, where configured.
     pub oauth: Vec<crate::oauth::ProviderConfig>,
+    /// `ENGAGETRACK_REDIS_URL`: the shared cache; none means a cache of this process.
+    pub redis_url: Option<String>,
 }
 
 impl AppConfig {
@@ -62,6 +65,8 @@ pub struct AppState {
     /// The secret source re-read after its TTL, when keys may rotate under a
     /// running process; see [`AppState::refresh_keys`].
     pub secrets: Option<Arc<CachedSecrets>>,
+    /// Hot stats answers and live-session checks (see [`crate::cache`]).
+    pub cache: Arc<dyn CacheStore>,
 }
 
 /// The adapters behind the ports, chosen once by [`Ports::from_config`].
@@ -204,6 +209,16 @@ pub enum StateError {
     EdgeKvConfig(#[from] crate::edge_publish::EdgeKvConfigError),
     #[error(transparent)]
     CloudflareKv(#[from] crate::adapters::cloudflare_kv::CloudflareKvError),
+    #[error("ENGAGETRACK_REDIS_URL: {0}")]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Redis when a URL is given, else a cache of this process.
+pub fn cache_store(redis_url: Option<&str>) -> Result<Arc<dyn CacheStore>, StateError> {
+    Ok(match redis_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Arc::new(crate::adapters::redis::RedisCache::connect_lazily(url)?),
+        None => Arc::new(InProcessStore::default()),
+    })
 }
 
 /// Loads the geo databases named in the configuration into memory.
@@ -256,7 +271,9 @@ impl AppState {
             }
             None => Arc::new(crate::edge_publish::LocalEdgeKv),
         };
+        let cache = cache_store(config.redis_url.as_deref())?;
         Ok(Self {
+            cache,
             ingest,
             config: Arc::new(config),
             edge_signing_key: Arc::new(secret(crate::secrets::EDGE_SIGNING_KEY)?),
@@ -315,7 +332,8 @@ impl AppState {
         let oauth = crate::oauth::ProviderConfig::from_env();
         let client_ip = crate::client_ip::ClientIpMode::from_env_or(crate::client_ip::ClientIpMode::ApiGateway)?;
         let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
-        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth };
+        let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
+        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis_url };
         let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();

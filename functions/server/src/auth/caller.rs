@@ -8,6 +8,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::opaque;
+use crate::cache::{self, SessionSeen};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -89,18 +90,23 @@ impl FromRequestParts<AppState> for Caller {
             return api_key(state, token).await.map(Caller::ApiKey);
         }
         let claims = state.access_tokens.verify(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let db = state.pool.get().await?;
-        let live: bool = db
-            .query_opt(
-                "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND user_id = $1 AND revoked_at IS NULL)
-                 FROM users WHERE id = $1 AND locked_at IS NULL AND deleted_at IS NULL",
-                &[&claims.sub, &claims.sid],
-            )
-            .await?
-            .map(|r| r.get(0))
-            .unwrap_or(false);
-        if !live {
-            return Err(ApiError::unauthorized("this session was signed out; sign in again"));
+        // Only a shared cache answers "live"; revocations replace its generation.
+        let seen = cache::session_lookup(&*state.cache, claims.sub, claims.sid).await;
+        if seen != SessionSeen::Live {
+            let db = state.pool.get().await?;
+            let live: bool = db
+                .query_opt(
+                    "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND user_id = $1 AND revoked_at IS NULL)
+                     FROM users WHERE id = $1 AND locked_at IS NULL AND deleted_at IS NULL",
+                    &[&claims.sub, &claims.sid],
+                )
+                .await?
+                .map(|r| r.get(0))
+                .unwrap_or(false);
+            if !live {
+                return Err(ApiError::unauthorized("this session was signed out; sign in again"));
+            }
+            cache::session_confirmed(&*state.cache, claims.sub, claims.sid, seen).await;
         }
         Ok(Caller::User(SignedInUser { user_id: claims.sub, session_id: claims.sid }))
     }

@@ -190,6 +190,7 @@ async fn change_password(State(state): State<AppState>, user: SignedInUser, Json
     .await?;
     audit::record(&tx, None, Some(user.user_id), Action::PasswordChanged, None, serde_json::json!({})).await?;
     tx.commit().await?;
+    crate::cache::sessions_revoked(&state.cache, user.user_id).await;
     Ok(Json(Done { ok: true }))
 }
 
@@ -224,6 +225,7 @@ async fn end_session(State(state): State<AppState>, user: SignedInUser, ApiPath(
     if refresh::revoke_family(&db, user.user_id, session_id, now()).await? == 0 {
         return Err(ApiError::not_found("no such active session"));
     }
+    crate::cache::sessions_revoked(&state.cache, user.user_id).await;
     audit::record(&db, None, Some(user.user_id), Action::SignOut, Some(&session_id.to_string()), serde_json::json!({"ended_from": user.session_id})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -321,6 +323,7 @@ async fn delete_me(State(state): State<AppState>, user: SignedInUser, JsonBody(r
     tx.execute("DELETE FROM memberships WHERE user_id = $1", &[&user.user_id]).await?;
     refresh::revoke_all(&tx, user.user_id, now).await?;
     tx.commit().await?;
+    crate::cache::sessions_revoked(&state.cache, user.user_id).await;
     Ok((StatusCode::ACCEPTED, Json(Done { ok: true })))
 }
 

@@ -321,6 +321,7 @@ async fn refresh_tokens(State(state): State<AppState>, headers: HeaderMap, body:
     match refresh::rotate(&mut db, &token, now).await {
         Ok(issued) => token_response(&state, issued, now),
         Err(RefreshError::Reused { user_id, family_id }) => {
+            crate::cache::sessions_revoked(&state.cache, user_id).await;
             audit::record(&db, None, Some(user_id), Action::RefreshTokenReused, Some(&family_id.to_string()), serde_json::json!({})).await?;
             Err(RefreshError::Reused { user_id, family_id }.into())
         }
@@ -340,6 +341,7 @@ async fn sign_out(State(state): State<AppState>, user: SignedInUser) -> ApiResul
     let now = now();
     let db = state.pool.get().await?;
     refresh::revoke_family(&db, user.user_id, user.session_id, now).await?;
+    crate::cache::sessions_revoked(&state.cache, user.user_id).await;
     audit::record(&db, None, Some(user.user_id), Action::SignOut, None, serde_json::json!({})).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, clear_cookie());
@@ -399,5 +401,6 @@ async fn confirm_password_reset(State(state): State<AppState>, JsonBody(req): Js
     tx.execute("DELETE FROM login_failures WHERE key = $1", &[&format!("account:{}", email.as_str())]).await?;
     audit::record(&tx, None, Some(user), Action::PasswordReset, None, serde_json::json!({})).await?;
     tx.commit().await?;
+    crate::cache::sessions_revoked(&state.cache, user).await;
     Ok(Json(Done { ok: true }))
 }

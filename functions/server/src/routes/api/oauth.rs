@@ -138,6 +138,8 @@ async fn callback(
     let issued = refresh::start_family(&tx, user, None, now).await?;
     audit::record(&tx, None, Some(user), Action::SignIn, None, serde_json::json!({"method": config.provider.as_str()})).await?;
     tx.commit().await?;
+    // Linking may have revoked an unproven account's sessions; after the commit, so no fill outlives it.
+    crate::cache::sessions_revoked(&state.cache, user).await;
     // The JSON pair is of no use to a browser on a redirect; keep the cookie.
     let cookie = super::auth::token_response(&state, issued, now)?.headers().get(header::SET_COOKIE).cloned();
     let mut response = Redirect::to(&format!("{}/#/signed-in", state.config.public_url())).into_response();

@@ -14,6 +14,7 @@ use super::{ApiPath, ApiQuery, ErrorBody, access, now};
 use crate::audit::{self, Action};
 use crate::blobs::{self, Delivery, ExportLink};
 use crate::auth::{Caller, Permission};
+use crate::cache;
 use crate::error::{ApiError, ApiResult};
 use crate::sites::Site;
 use crate::state::AppState;
@@ -53,13 +54,22 @@ fn stats_site(site: &Site) -> StatsSite {
     request_body(content = Object, description = "Plausible Stats API v2 query: site_id, metrics, date_range, dimensions, filters, order_by, include, pagination"),
     responses((status = 200, body = Object, description = "{results: [{metrics, dimensions, comparison?}], meta, query}"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn query(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Json<stats::QueryResponse>> {
+async fn query(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Response> {
     let request = QueryRequest::from_json(&body)?;
     let site = {
         let db = state.pool.get().await?;
         access::site(&db, &caller, &request.site_id, Permission::ViewStats).await?.site
     };
-    Ok(Json(stats::query(&state.pool, &stats_site(&site), request, now()).await?))
+    Ok(cache::stats_query(&state.pool, &*state.cache, &stats_site(&site), request, now()).await?.into_response())
+}
+
+impl IntoResponse for cache::StatsAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            cache::StatsAnswer::Fresh(answer) => Json(answer).into_response(),
+            cache::StatsAnswer::Cached(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response(),
+        }
+    }
 }
 
 /// Visitors in the last 5 minutes, pageviews per minute, top pages now, the latest events.
@@ -156,7 +166,7 @@ fn share_password(headers: &HeaderMap) -> Option<String> {
     params(("slug" = String, Path), ("X-Share-Password" = Option<String>, Header, description = "for password-protected links")),
     request_body(content = Object, description = "as POST /api/v2/query; site_id may be omitted"),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn shared_query(State(state): State<AppState>, ApiPath(slug): ApiPath<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<stats::QueryResponse>> {
+async fn shared_query(State(state): State<AppState>, ApiPath(slug): ApiPath<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let site = {
         let db = state.pool.get().await?;
         super::sites::resolve_share(&db, &slug, share_password(&headers).as_deref()).await?
@@ -167,7 +177,7 @@ async fn shared_query(State(state): State<AppState>, ApiPath(slug): ApiPath<Stri
         object.insert("site_id".into(), site.id.to_string().into());
     }
     let request = QueryRequest::from_json(value.to_string().as_bytes())?;
-    Ok(Json(stats::query(&state.pool, &stats_site(&site), request, now()).await?))
+    Ok(cache::stats_query(&state.pool, &*state.cache, &stats_site(&site), request, now()).await?.into_response())
 }
 
 #[utoipa::path(get, path = "/api/shared/{slug}/realtime", tag = "stats", security(()),

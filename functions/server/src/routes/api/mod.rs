@@ -69,7 +69,7 @@ impl Modify for CommonResponses {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "EngageTrack API", description = "Accounts, teams, sites, goals and the stats query engine (Plausible Stats API v2 shape)."),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::blobs::Delivery)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -44,7 +44,7 @@ token=$(curl -fs "http://127.0.0.1:$PORT/api/auth/login" -H 'content-type: appli
 say "schemathesis against http://127.0.0.1:$PORT/api/openapi.json"
 # Sign-out and ending a session (schemathesis reuses ids it saw in answers,
 # so it finds this session's id) would end the session the run is signed in
-# with; tests/tests/accounts.rs covers both.
+# with; tests/tests/integration/accounts.rs covers both.
 status=0
 "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance \

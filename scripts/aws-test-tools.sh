@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the AWS-API servers the adapter tests (tests/tests/aws_adapters.rs)
+# Installs the AWS-API servers the adapter tests (tests/tests/integration/aws_adapters.rs)
 # start on free loopback ports, pinned, into the tools folder:
 #   - moto's server (PyPI `moto[server]`) in a venv: Secrets Manager, DynamoDB, S3
 #   - s3rver (npm), a second S3 server, because moto does not refuse a

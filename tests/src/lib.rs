@@ -139,7 +139,7 @@ impl TestApp {
         if !extra.is_empty() {
             use std::os::unix::fs::OpenOptionsExt;
             let map: serde_json::Map<String, serde_json::Value> =
-                extra.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(hex(v)))).collect();
+                extra.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(hex::encode(v)))).collect();
             let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secrets_file).expect("secrets file");
             serde_json::to_writer(file, &map).expect("write secrets");
         }
@@ -247,9 +247,4 @@ pub fn bad_beacons(site: SiteId, pageview: &serde_json::Value) -> Vec<BadBeacon>
         case("empty", String::new(), "text/plain", 400, "invalid JSON"),
         case("not an object", "[1,2]".into(), "text/plain", 400, "invalid JSON"),
     ]
-}
-
-/// Lowercase hex, as the secret store and the worker's KV values spell bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

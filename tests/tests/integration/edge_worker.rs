@@ -28,10 +28,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The bundle and the tools must be there: a missing bundle is a failure, not a skip.
 fn wrangler() -> PathBuf {
     let build = repo().join("edge-worker/build");
@@ -57,7 +53,8 @@ fn free_port() -> u16 {
 
 /// `wrangler dev --local` serving edge-worker/build on 127.0.0.1, its KV and
 /// queue state in a temporary directory; the whole process group is ended on drop.
-struct EdgeWorker {
+/// edge_to_lambda.rs starts it in front of the ingest Lambda.
+pub(crate) struct EdgeWorker {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -65,13 +62,13 @@ struct EdgeWorker {
 
 /// What the worker's local KV holds before it starts, and whether it has a `SITES` binding.
 #[derive(Default)]
-struct EdgeSetup<'a> {
-    salts: &'a [(chrono::NaiveDate, &'a Salt)],
-    geo: Option<&'a Path>,
+pub(crate) struct EdgeSetup<'a> {
+    pub(crate) salts: &'a [(chrono::NaiveDate, &'a Salt)],
+    pub(crate) geo: Option<&'a Path>,
     /// `(binding, wrangler kv bulk put file)`: e.g. what the Cloudflare KV fake holds.
-    bulk: Vec<(&'static str, Value)>,
+    pub(crate) bulk: Vec<(&'static str, Value)>,
     /// With a `SITES` binding the worker enforces the site list; without, it takes every site.
-    sites_binding: bool,
+    pub(crate) sites_binding: bool,
 }
 
 /// infra/wrangler.local.toml, or (with `sites_binding`) a copy of it in `dir` with a SITES namespace added.
@@ -118,7 +115,7 @@ impl EdgeWorker {
         Self::start_with(ingest, signing_key_hex, EdgeSetup { salts, geo, ..EdgeSetup::default() }).await
     }
 
-    async fn start_with(ingest: &str, signing_key_hex: &str, setup: EdgeSetup<'_>) -> Self {
+    pub(crate) async fn start_with(ingest: &str, signing_key_hex: &str, setup: EdgeSetup<'_>) -> Self {
         let EdgeSetup { salts, geo, bulk, sites_binding } = setup;
         let dir = tempfile::tempdir().expect("tempdir");
         if sites_binding {
@@ -144,7 +141,7 @@ impl EdgeWorker {
         }
         for (day, salt) in salts {
             let key = format!("salt:{}", day.format("%Y-%m-%d"));
-            let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", &key, &hex(salt.as_bytes())])
+            let out = Self::wrangler_command(dir.path(), &["kv", "key", "put", &key, &hex::encode(salt.as_bytes())])
                 .args(["--binding", "SALTS", "--local"])
                 .output()
                 .expect("run wrangler kv key put");
@@ -191,11 +188,11 @@ impl EdgeWorker {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let mut text = String::new();
         let _ = std::fs::File::open(self.dir.path().join("wrangler.log")).and_then(|mut f| f.read_to_string(&mut text));
         text
@@ -276,7 +273,7 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
     let salt = random_salt();
     let [today, tomorrow] = days();
     let worker =
-        EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+        EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     // The tracker, with a strong ETag and a long cache.
     let client = reqwest::Client::new();
@@ -382,7 +379,7 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
     let salt = random_salt();
     let [today, tomorrow] = days();
     let worker =
-        EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+        EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let cases: Vec<(&str, String, &str, StatusCode, &str)> = bad_beacons(site, &pageview(site))
         .into_iter()
@@ -431,7 +428,7 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
 async fn without_the_days_salt_the_worker_answers_503_and_stores_nothing() {
     let app = TestApp::spawn().await;
     let site = app.create_site().await;
-    let worker = EdgeWorker::start(&app.url(""), &hex(&app.edge_signing_key()), &[]).await;
+    let worker = EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[]).await;
     let r = worker.post("text/plain", UA, pageview(site).to_string()).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
@@ -548,7 +545,7 @@ async fn failed_forwards_are_retried_then_queued_and_stored_once() {
     let [today, tomorrow] = days();
     let ingest = FlakyIngest::start(app.url(""), 4).await;
     let worker =
-        EdgeWorker::start(&ingest.url(), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+        EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let answered = Instant::now();
     assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
@@ -583,7 +580,7 @@ async fn beacons_arriving_together_share_a_batch() {
     let [today, tomorrow] = days();
     let ingest = FlakyIngest::start(app.url(""), 0).await;
     let worker =
-        EdgeWorker::start(&ingest.url(), &hex(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+        EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let client = reqwest::Client::new();
     let mut posts = tokio::task::JoinSet::new();
@@ -620,7 +617,7 @@ async fn the_geo_database_in_kv_places_visitors() {
     let geo = repo().join("shared/testdata/GeoIP2-City-Test.mmdb");
     let worker = EdgeWorker::start_with_geo(
         &app.url(""),
-        &hex(&app.edge_signing_key()),
+        &hex::encode(&app.edge_signing_key()),
         &[(today, &salt), (tomorrow, &salt)],
         Some(&geo),
     )
@@ -698,7 +695,7 @@ async fn salts_published_by_the_rotation_job_hash_beacons_at_the_edge() {
     for day in [today, tomorrow] {
         let entry = &published[&format!("salt:{day}")];
         let server_salt = app.state.ingest.salts().salt_for(day, now).await.unwrap();
-        assert_eq!(entry.value, hex(server_salt.as_bytes()), "the edge gets the server's salt of {day}");
+        assert_eq!(entry.value, hex::encode(server_salt.as_bytes()), "the edge gets the server's salt of {day}");
         let expires = entry.expiration.expect("a salt expires by itself at the edge");
         let day_start = day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
         assert_eq!(expires, day_start + 25 * 3600, "the end of {day} plus the grace hour");
@@ -708,7 +705,7 @@ async fn salts_published_by_the_rotation_job_hash_beacons_at_the_edge() {
     // The worker's own local KV serves what was published.
     let worker = EdgeWorker::start_with(
         &app.url(""),
-        &hex(&app.edge_signing_key()),
+        &hex::encode(&app.edge_signing_key()),
         EdgeSetup { bulk: vec![("SALTS", fake.bulk_file(SALTS_NS))], ..EdgeSetup::default() },
     )
     .await;
@@ -768,7 +765,7 @@ async fn the_edge_refuses_sites_missing_from_the_published_list() {
     Job::RotateSalt.run(&app.state, Utc::now()).await.expect("salts");
     let worker = EdgeWorker::start_with(
         &app.url(""),
-        &hex(&app.edge_signing_key()),
+        &hex::encode(&app.edge_signing_key()),
         EdgeSetup {
             bulk: vec![("SALTS", fake.bulk_file(SALTS_NS)), ("SITES", fake.bulk_file(SITES_NS))],
             sites_binding: true,

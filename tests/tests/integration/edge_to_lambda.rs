@@ -6,10 +6,7 @@
 //! emulator) through a loopback bridge that plays API Gateway's HTTP API;
 //! the ingest Lambda stores into PostgreSQL. Nothing leaves loopback.
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +19,8 @@ use chrono::{NaiveDate, Utc};
 use engagetrack_server::AppConfig;
 use engagetrack_server::edge_publish::CLOUDFLARE_API_TOKEN;
 use engagetrack_tests::TestApp;
+
+use crate::edge_worker::{EdgeSetup, EdgeWorker};
 use engagetrack_tests::cloudflare_fake::FakeCloudflareKv;
 use engagetrack_tests::lambda_emulator::{Function, HttpRequest, Lambda, database_url, scheduled_job};
 use reqwest::StatusCode;
@@ -33,136 +32,6 @@ const UA_MARK: &str = "EdgeToLambdaUA-5v8q";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 EdgeToLambdaUA-5v8q";
 const SALTS_NS: &str = "ns-salts-e2e";
 const SITES_NS: &str = "ns-sites-e2e";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// The bundle and wrangler must be there: a missing bundle is a failure, not a skip.
-fn wrangler() -> PathBuf {
-    let build = repo().join("edge-worker/build");
-    let has_wasm = std::fs::read_dir(&build)
-        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wasm")))
-        .unwrap_or(false);
-    assert!(
-        build.join("index.js").is_file() && has_wasm,
-        "the edge worker bundle is missing from {}: run scripts/build-worker.sh (./dev test does)",
-        build.display()
-    );
-    let wrangler = repo().join("edge-worker/node_modules/.bin/wrangler");
-    assert!(wrangler.is_file(), "wrangler is missing from edge-worker/node_modules: run scripts/build-worker.sh");
-    wrangler
-}
-
-/// `wrangler dev --local` on 127.0.0.1 with infra/wrangler.local.toml, its
-/// KV and queue state in a temporary directory; the process group ends on drop.
-/// (A slim copy of tests/tests/edge_worker.rs's, which is private to that test.)
-struct EdgeWorker {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl EdgeWorker {
-    fn wrangler_command(dir: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(wrangler());
-        command
-            .current_dir(repo().join("edge-worker"))
-            .args(args)
-            .arg("--config")
-            .arg(repo().join("infra/wrangler.local.toml"))
-            .arg("--persist-to")
-            .arg(dir.join("state"))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-            .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("WRANGLER_LOG_PATH", dir.join("wrangler-logs"));
-        command
-    }
-
-    /// `salts` is a `wrangler kv bulk put` file for the SALTS binding (what the fake holds).
-    async fn start(ingest: &str, signing_key_hex: &str, salts: &Value) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("salts.json");
-        std::fs::write(&file, salts.to_string()).expect("write bulk file");
-        let out = Self::wrangler_command(dir.path(), &["kv", "bulk", "put", &file.display().to_string()])
-            .args(["--binding", "SALTS", "--local"])
-            .output()
-            .expect("run wrangler kv bulk put");
-        assert!(out.status.success(), "seeding SALTS failed: {}", String::from_utf8_lossy(&out.stderr));
-        // The signing key is a secret: an env file, not a command-line var.
-        let secrets = dir.path().join("secrets.env");
-        std::fs::write(&secrets, format!("EDGE_SIGNING_KEY={signing_key_hex}\n")).expect("write secrets");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("wrangler.log")).expect("log file");
-        let mut command = Self::wrangler_command(
-            dir.path(),
-            &["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"],
-        );
-        command
-            .args(["--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
-            .args(["--var", &format!("INGEST_URL:{ingest}")])
-            .arg("--env-file")
-            .arg(&secrets)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().expect("start wrangler dev");
-        let mut worker = Self { child, port, dir };
-        worker.wait_ready().await;
-        worker
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let client = reqwest::Client::new();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!("wrangler dev exited ({status}) before serving:\n{}", self.log());
-            }
-            if let Ok(r) = client.get(self.url("/et.js")).timeout(Duration::from_secs(5)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "wrangler dev did not serve within 90 s:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        let mut text = String::new();
-        let _ = std::fs::File::open(self.dir.path().join("wrangler.log")).and_then(|mut f| f.read_to_string(&mut text));
-        text
-    }
-}
-
-impl Drop for EdgeWorker {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the bridge saw: each batch answer's status and body.
 #[derive(Clone)]
@@ -268,10 +137,10 @@ async fn a_beacon_goes_worker_to_ingest_lambda_to_postgres_with_the_scheduler_la
     let bridge_addr = start_bridge(bridge.clone()).await;
 
     // 3. The worker, its SALTS KV holding exactly what the scheduler published.
-    let worker = EdgeWorker::start(
+    let worker = EdgeWorker::start_with(
         &format!("http://{bridge_addr}"),
         &hex::encode(app.edge_signing_key()),
-        &fake.bulk_file(SALTS_NS),
+        EdgeSetup { bulk: vec![("SALTS", fake.bulk_file(SALTS_NS))], ..EdgeSetup::default() },
     )
     .await;
     let beacon = json!({"site": site.to_string(), "type": "pageview", "url": "https://example.com/e2e?utm_source=news",

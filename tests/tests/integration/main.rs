@@ -1,0 +1,24 @@
+//! Every integration test, in one binary: one link of the server instead of one
+//! per file keeps the build fast on two cores and small on disk.
+
+mod accounts;
+mod authorization;
+mod aws_adapters;
+mod beacon;
+mod billing;
+mod billing_webhooks;
+mod cache;
+mod client_ip;
+mod db_errors;
+mod durability;
+mod edge_to_lambda;
+mod edge_worker;
+mod ingest_batch;
+mod lambdas;
+mod metrics;
+mod rollups;
+mod sites;
+mod stats;
+mod stats_http;
+mod storage;
+mod teams;

@@ -43,12 +43,20 @@ pub struct LocalCluster {
     owner: Option<(Uid, Gid)>,
     /// Only the process that started the server stops it.
     started_here: bool,
+    /// postgresql.conf lines after ours (they win): e.g. a TCP listener with TLS in a test.
+    extra_settings: String,
 }
 
 impl LocalCluster {
     /// Initialises the cluster on first use and starts it unless it is
     /// already running (say, under a `serve` in another terminal).
     pub fn start(data_dir: &Path) -> Result<Self, LocalPgError> {
+        Self::start_with_settings(data_dir, "")
+    }
+
+    /// As [`LocalCluster::start`], with `extra` postgresql.conf lines after ours.
+    /// Files they name must be readable by [`server_user`].
+    pub fn start_with_settings(data_dir: &Path, extra: &str) -> Result<Self, LocalPgError> {
         let bin_dir = find_bin_dir()?;
         let owner = cluster_owner()?;
         create_private_dir(data_dir, owner)?;
@@ -59,7 +67,8 @@ impl LocalCluster {
             check_reachable(&data_dir)?;
             check_reachable(&socket_dir)?;
         }
-        let mut cluster = Self { bin_dir, data_dir, socket_dir, owner, started_here: false };
+        let mut cluster =
+            Self { bin_dir, data_dir, socket_dir, owner, started_here: false, extra_settings: extra.to_owned() };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
         }
@@ -141,7 +150,8 @@ impl LocalCluster {
         let ours = self.data_dir.join("engagetrack.conf");
         let socket_dir = self.socket_dir.display().to_string().replace('\'', "''");
         let settings = format!(
-            "# written by engagetrack on each start\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{socket_dir}'\n"
+            "# written by engagetrack on each start\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{socket_dir}'\n{}\n",
+            self.extra_settings
         );
         std::fs::write(&ours, settings).map_err(|source| LocalPgError::Io { path: ours.clone(), source })?;
         if let Some((uid, gid)) = self.owner {
@@ -224,6 +234,11 @@ fn find_bin_dir_in(path: Option<std::ffi::OsString>, debian_root: &Path) -> Resu
         .collect();
     versions.sort();
     versions.pop().map(|(_, dir)| dir).ok_or(LocalPgError::NotInstalled)
+}
+
+/// The (uid, gid) the server runs as when we run as root; `None` otherwise.
+pub fn server_user() -> Result<Option<(u32, u32)>, LocalPgError> {
+    Ok(cluster_owner()?.map(|(uid, gid)| (uid.as_raw(), gid.as_raw())))
 }
 
 fn cluster_owner() -> Result<Option<(Uid, Gid)>, LocalPgError> {

@@ -112,10 +112,10 @@ pub async fn rollup_day(pool: &Pool, site: SiteId, day: NaiveDate) -> Result<Day
     let start: DateTime<Utc> = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let end = start + Duration::days(1);
     let mut client = pool.get().await?;
-    let goals = Goals::load(&client, site).await?;
+    let goals = Goals::load(&**client, site).await?;
     let tx = client.transaction().await?;
     // The day's events are sorted several times; on disk that is several times slower.
-    // A pooled connection may carry the stats API's statement timeout; a rollup may run long.
+    // A rollup may run long: no statement timeout, whatever the server's default.
     tx.batch_execute("SET LOCAL work_mem = '64MB'; SET LOCAL statement_timeout = 0").await?;
     let site_id = *site.as_uuid();
     // Sessions once, into temporary tables every pass reads.

@@ -351,10 +351,9 @@ impl AppState {
 pub mod lambda {
     use std::time::Duration;
 
-    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-    use tokio_postgres::NoTls;
+    use deadpool_postgres::{Pool, RecyclingMethod, Runtime, Timeouts};
 
-    use crate::db::DbError;
+    use crate::db::{DbError, DbTls};
 
     pub const POOL_SIZE: usize = 2;
     /// Waiting for a free connection, connecting, and checking one before reuse.
@@ -363,11 +362,15 @@ pub mod lambda {
     pub const CHECK: Duration = Duration::from_secs(2);
 
     pub fn pool(database_url: &str) -> Result<Pool, DbError> {
+        pool_with_tls(database_url, &DbTls::from_env())
+    }
+
+    pub fn pool_with_tls(database_url: &str, tls: &DbTls) -> Result<Pool, DbError> {
         let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::BadUrl)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT);
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager = tls.manager(config, RecyclingMethod::Verified)?;
         Pool::builder(manager)
             .max_size(POOL_SIZE)
             .timeouts(Timeouts { wait: Some(WAIT), create: Some(CONNECT), recycle: Some(CHECK) })

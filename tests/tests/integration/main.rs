@@ -10,6 +10,7 @@ mod billing_webhooks;
 mod cache;
 mod client_ip;
 mod db_errors;
+mod db_tls;
 mod durability;
 mod edge_to_lambda;
 mod edge_worker;

@@ -8,7 +8,10 @@ use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use shared::SiteId;
-use tokio_postgres::Client;
+/// Every stats statement runs in one read-only transaction whose
+/// `SET LOCAL statement_timeout` ends with it: nothing outlives the request on
+/// a pooled connection, and RDS Proxy has no session state to pin.
+type Client<'t> = tokio_postgres::Transaction<'t>;
 use tokio_postgres::error::SqlState;
 
 use super::error::StatsError;
@@ -57,21 +60,29 @@ pub async fn query_with(
 ) -> Result<QueryResponse, StatsError> {
     let started = std::time::Instant::now();
     let q = Query::parse(&request)?;
-    let client = pool.get().await?;
-    // A query from an API caller (or a public share link) may not hold the
-    // database for long; the jobs that share the pool reset this for themselves.
-    client.batch_execute(STATEMENT_TIMEOUT).await?;
-    let answer = answer(&client, site, request, q, now, source).await;
-    let _ = client.batch_execute("RESET statement_timeout").await;
+    let mut client = pool.get().await?;
+    let tx = bounded_read(&mut client).await?;
+    let answer = answer(&tx, site, request, q, now, source).await;
+    // Read-only: ending it either way changes nothing.
+    let _ = tx.rollback().await;
     crate::metrics::global().observe_stats(crate::metrics::StatsKind::Query, started);
     answer
 }
 
-/// What a stats statement may take before PostgreSQL cancels it.
-pub const STATEMENT_TIMEOUT: &str = "SET statement_timeout = '20s'";
+/// What a stats statement may take before PostgreSQL cancels it: a query from
+/// an API caller (or a public share link) may not hold the database for long.
+pub const STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '20s'";
+
+/// A read-only transaction with [`STATEMENT_TIMEOUT`], for one stats answer.
+pub async fn bounded_read(client: &mut deadpool_postgres::Object) -> Result<Client<'_>, tokio_postgres::Error> {
+    let client: &mut tokio_postgres::Client = client;
+    let tx = client.build_transaction().read_only(true).start().await?;
+    tx.batch_execute(STATEMENT_TIMEOUT).await?;
+    Ok(tx)
+}
 
 async fn answer(
-    client: &tokio_postgres::Client,
+    client: &Client<'_>,
     site: &StatsSite,
     request: QueryRequest,
     q: Query,
@@ -162,7 +173,7 @@ fn pg_error(e: tokio_postgres::Error) -> StatsError {
     StatsError::Postgres(e)
 }
 
-async fn today_in(client: &Client, site: &StatsSite, now: DateTime<Utc>) -> Result<NaiveDate, StatsError> {
+async fn today_in(client: &Client<'_>, site: &StatsSite, now: DateTime<Utc>) -> Result<NaiveDate, StatsError> {
     client
         .query_one("SELECT ($1::timestamptz AT TIME ZONE $2)::date", &[&now, &site.timezone])
         .await
@@ -171,7 +182,7 @@ async fn today_in(client: &Client, site: &StatsSite, now: DateTime<Utc>) -> Resu
 }
 
 /// Local days `[a, b]` as UTC instants: PostgreSQL does the timezone maths.
-async fn local_days(client: &Client, site: &StatsSite, a: NaiveDate, b: NaiveDate) -> Result<Range, StatsError> {
+async fn local_days(client: &Client<'_>, site: &StatsSite, a: NaiveDate, b: NaiveDate) -> Result<Range, StatsError> {
     let row = client
         .query_one(
             "SELECT ($1::date::timestamp AT TIME ZONE $3), (($2::date + 1)::timestamp AT TIME ZONE $3)",
@@ -181,7 +192,7 @@ async fn local_days(client: &Client, site: &StatsSite, a: NaiveDate, b: NaiveDat
     Ok(Range { start: row.get(0), end: row.get(1), days: Some((a, b)) })
 }
 
-async fn resolve_range(client: &Client, site: &StatsSite, range: &DateRange, now: DateTime<Utc>) -> Result<Range, StatsError> {
+async fn resolve_range(client: &Client<'_>, site: &StatsSite, range: &DateRange, now: DateTime<Utc>) -> Result<Range, StatsError> {
     let today = today_in(client, site, now).await?;
     let (a, b) = match range {
         DateRange::Instants(s, e) => return Ok(Range { start: s.to_utc(), end: e.to_utc(), days: None }),
@@ -206,7 +217,7 @@ async fn resolve_range(client: &Client, site: &StatsSite, range: &DateRange, now
 }
 
 /// The site's first day with data, in its timezone.
-async fn first_day(client: &Client, site: &StatsSite) -> Result<Option<NaiveDate>, StatsError> {
+async fn first_day(client: &Client<'_>, site: &StatsSite) -> Result<Option<NaiveDate>, StatsError> {
     let row = client
         .query_one(
             "SELECT least((SELECT min(day) FROM daily_rollups WHERE site_id = $1 AND dimension = ''),
@@ -218,7 +229,7 @@ async fn first_day(client: &Client, site: &StatsSite) -> Result<Option<NaiveDate
 }
 
 /// The period of the same length just before.
-async fn previous_range(client: &Client, site: &StatsSite, range: &Range) -> Result<Range, StatsError> {
+async fn previous_range(client: &Client<'_>, site: &StatsSite, range: &Range) -> Result<Range, StatsError> {
     match range.days {
         Some((a, b)) => {
             let n = (b - a).num_days() + 1;
@@ -254,7 +265,7 @@ fn grain_sql(grain: TimeGrain) -> (&'static str, &'static str) {
 }
 
 /// Every bucket label of the range, in the site's timezone.
-async fn time_labels(client: &Client, site: &StatsSite, grain: TimeGrain, range: &Range) -> Result<Vec<String>, StatsError> {
+async fn time_labels(client: &Client<'_>, site: &StatsSite, grain: TimeGrain, range: &Range) -> Result<Vec<String>, StatsError> {
     let (unit, fmt) = grain_sql(grain);
     let rows = client
         .query(
@@ -339,7 +350,7 @@ impl Period {
 }
 
 struct Engine<'a> {
-    client: &'a Client,
+    client: &'a Client<'a>,
     site: &'a StatsSite,
     goals: &'a Goals,
     grain: Option<TimeGrain>,

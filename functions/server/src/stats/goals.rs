@@ -29,7 +29,7 @@ pub struct Goals {
 }
 
 impl Goals {
-    pub async fn load(client: &tokio_postgres::Client, site: SiteId) -> Result<Self, tokio_postgres::Error> {
+    pub async fn load(client: &impl tokio_postgres::GenericClient, site: SiteId) -> Result<Self, tokio_postgres::Error> {
         let rows = client
             .query(
                 "SELECT id, kind, display_name, page_path, event_name, currency, created_at

@@ -46,15 +46,15 @@ pub struct RecentEvent {
 
 pub async fn realtime(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let started = std::time::Instant::now();
-    let client = pool.get().await?;
-    client.batch_execute(super::engine::STATEMENT_TIMEOUT).await?;
-    let answer = now_on_site(&client, site, now).await;
-    let _ = client.batch_execute("RESET statement_timeout").await;
+    let mut client = pool.get().await?;
+    let tx = super::engine::bounded_read(&mut client).await?;
+    let answer = now_on_site(&tx, site, now).await;
+    let _ = tx.rollback().await;
     crate::metrics::global().observe_stats(crate::metrics::StatsKind::Realtime, started);
     answer
 }
 
-async fn now_on_site(client: &tokio_postgres::Client, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
+async fn now_on_site(client: &tokio_postgres::Transaction<'_>, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let id = site.id.as_uuid();
     // A visitor hash changes at UTC midnight; (day, hash) keeps one person one visitor only within a day, as everywhere.
     let visitors: i64 = client

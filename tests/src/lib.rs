@@ -20,6 +20,14 @@ pub mod cloudflare_fake;
 pub mod payment_fakes;
 pub mod redis_server;
 
+/// A loopback port nothing listens on now, for a server a test starts as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The server every test database is made on.

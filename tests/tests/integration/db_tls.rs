@@ -56,7 +56,7 @@ async fn tls_cluster() -> TlsCluster {
     std::fs::create_dir(&tls).unwrap();
     std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o755)).unwrap();
     make_certificates(&tls);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = engagetrack_tests::free_port();
     let settings = format!(
         "listen_addresses = '127.0.0.1'\nport = {port}\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
         tls.join("server.pem").display(),

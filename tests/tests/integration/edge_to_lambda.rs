@@ -19,13 +19,13 @@ use chrono::{NaiveDate, Utc};
 use engagetrack_server::AppConfig;
 use engagetrack_server::edge_publish::CLOUDFLARE_API_TOKEN;
 use engagetrack_tests::TestApp;
-
-use crate::edge_worker::{EdgeSetup, EdgeWorker};
 use engagetrack_tests::cloudflare_fake::FakeCloudflareKv;
 use engagetrack_tests::lambda_emulator::{Function, HttpRequest, Lambda, database_url, scheduled_job};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::{Salt, VisitorHash};
+
+use crate::edge_worker::{EdgeSetup, EdgeWorker};
 
 const IP: &str = "203.0.113.87";
 const UA_MARK: &str = "EdgeToLambdaUA-5v8q";

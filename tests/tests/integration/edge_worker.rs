@@ -13,7 +13,7 @@ use engagetrack_server::AppConfig;
 use engagetrack_server::edge_publish::{CLOUDFLARE_API_TOKEN, EdgeKvConfig};
 use engagetrack_server::jobs::Job;
 use engagetrack_tests::cloudflare_fake::FakeCloudflareKv;
-use engagetrack_tests::{TestApp, bad_beacons};
+use engagetrack_tests::{TestApp, bad_beacons, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::{Salt, SiteId, VisitorHash};
@@ -45,10 +45,6 @@ fn wrangler() -> PathBuf {
         "wrangler is missing from edge-worker/node_modules: run scripts/build-worker.sh (it installs the worker's npm tools)"
     );
     wrangler
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// `wrangler dev --local` serving edge-worker/build on 127.0.0.1, its KV and

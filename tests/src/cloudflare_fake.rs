@@ -204,7 +204,11 @@ fn expiry(expiration: Option<&str>, ttl: Option<&str>) -> Result<Option<i64>, Re
     let now = now_unix();
     let bad = |m: String| envelope_error(StatusCode::BAD_REQUEST, 10033, &m);
     if let Some(raw) = expiration {
-        let at: i64 = raw.parse().map_err(|_| bad(format!("Invalid expiration of {raw}. Please specify integer greater than the current number of seconds since the UNIX epoch.")))?;
+        let at: i64 = raw.parse().map_err(|_| {
+            bad(format!(
+                "Invalid expiration of {raw}. Please specify integer greater than the current number of seconds since the UNIX epoch."
+            ))
+        })?;
         if at < now + MIN_TTL {
             return Err(bad(format!("Invalid expiration of {at}. Expiration times must be at least 60 seconds in the future.")));
         }
@@ -341,7 +345,9 @@ async fn list_keys(
         .get(&namespace)
         .map(|ns| {
             ns.iter()
-                .filter(|(k, v)| k.starts_with(&prefix) && (after.is_empty() || k.as_str() > after.as_str()) && v.expiration.is_none_or(|e| e > now))
+                .filter(|(k, v)| {
+                    k.starts_with(&prefix) && (after.is_empty() || k.as_str() > after.as_str()) && v.expiration.is_none_or(|e| e > now)
+                })
                 .map(|(k, v)| (k.clone(), v.expiration))
                 .take(limit + 1)
                 .collect()

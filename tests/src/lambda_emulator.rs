@@ -126,7 +126,9 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"errorType": "InvalidRequest", "errorMessage": "unknown path"}))) })
+            .fallback(|| async {
+                (StatusCode::NOT_FOUND, axum::Json(json!({"errorType": "InvalidRequest", "errorMessage": "unknown path"})))
+            })
             .with_state(api.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the runtime API");
         let addr = listener.local_addr().expect("addr");
@@ -302,10 +304,12 @@ impl Lambda {
             .kill_on_drop(true);
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start the {} binary: {e}", function.binary()));
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-                       child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)]
-            .into_iter()
-            .flatten()
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let logs = logs.clone();
             tokio::spawn(async move {
@@ -414,8 +418,7 @@ impl HttpRequest {
     /// to any `X-Forwarded-For` the client sent, and adds its own headers.
     pub fn event(&self) -> Value {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut headers: serde_json::Map<String, Value> =
-            self.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect();
+        let mut headers: serde_json::Map<String, Value> = self.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect();
         let forwarded = match self.header_value("x-forwarded-for") {
             Some(sent) => format!("{sent}, {}", self.source_ip),
             None => self.source_ip.clone(),
@@ -424,7 +427,10 @@ impl HttpRequest {
         headers.insert("x-forwarded-port".into(), "443".into());
         headers.insert("x-forwarded-proto".into(), "https".into());
         headers.insert("host".into(), "abc123xyz9.execute-api.eu-central-1.amazonaws.com".into());
-        headers.insert("x-amzn-trace-id".into(), format!("Root=1-{:08x}-{}", now.as_secs(), &Uuid::new_v4().simple().to_string()[..24]).into());
+        headers.insert(
+            "x-amzn-trace-id".into(),
+            format!("Root=1-{:08x}-{}", now.as_secs(), &Uuid::new_v4().simple().to_string()[..24]).into(),
+        );
         if let Some(body) = &self.body {
             headers.insert("content-length".into(), body.len().to_string().into());
         }
@@ -476,10 +482,14 @@ impl HttpRequest {
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query.split('&').filter(|p| !p.is_empty()).map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (k.to_owned(), v.to_owned())
-    }).collect()
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
 }
 
 /// An HTTP answer, from a function's API Gateway result or from the local

@@ -13,12 +13,14 @@ use shared::SiteId;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
-pub mod moto;
-pub mod lambda_emulator;
-pub mod oauth_fake;
 pub mod cloudflare_fake;
+pub mod lambda_emulator;
+pub mod moto;
+pub mod oauth_fake;
+pub mod payment_api_fake;
 pub mod payment_fakes;
 pub mod redis_server;
+pub mod test_ca;
 
 /// A loopback port nothing listens on now, for a server a test starts as a child process.
 pub fn free_port() -> u16 {
@@ -37,9 +39,8 @@ pub fn admin_config() -> Config {
 }
 
 async fn connect(config: &Config) -> Client {
-    let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|e| {
-        panic!("cannot reach PostgreSQL for tests ({e}); start it or set DATABASE_URL")
-    });
+    let (client, connection) =
+        config.connect(NoTls).await.unwrap_or_else(|e| panic!("cannot reach PostgreSQL for tests ({e}); start it or set DATABASE_URL"));
     tokio::spawn(connection);
     client
 }
@@ -72,17 +73,11 @@ impl TestDb {
     /// database dump would show.
     pub async fn dump(&self) -> String {
         let client = self.client().await;
-        let tables = client
-            .query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[])
-            .await
-            .expect("list tables");
+        let tables = client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[]).await.expect("list tables");
         let mut dump = String::new();
         for t in tables {
             let table: String = t.get(0);
-            let rows = client
-                .query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[])
-                .await
-                .expect("dump table");
+            let rows = client.query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[]).await.expect("dump table");
             for r in rows {
                 dump.push_str(&table);
                 dump.push(' ');
@@ -181,7 +176,7 @@ impl TestApp {
 
     /// The key the edge signs batches with, as the server holds it.
     pub fn edge_signing_key(&self) -> Vec<u8> {
-        self.state.edge_signing_key.to_vec()
+        self.state.keys.current().edge_signing_key().to_vec()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -194,10 +189,7 @@ impl TestApp {
         let org = Uuid::new_v4();
         let site = Uuid::new_v4();
         let slug = format!("org-{}", &org.simple().to_string()[..12]);
-        client
-            .execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'Test org', $2)", &[&org, &slug])
-            .await
-            .expect("org");
+        client.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'Test org', $2)", &[&org, &slug]).await.expect("org");
         client
             .execute("INSERT INTO sites (id, organization_id, domain, name) VALUES ($1, $2, 'example.com', 'Example')", &[&site, &org])
             .await
@@ -206,13 +198,7 @@ impl TestApp {
     }
 
     pub async fn count_events(&self, site: SiteId) -> i64 {
-        self.db
-            .client()
-            .await
-            .query_one("SELECT count(*) FROM events WHERE site_id = $1", &[site.as_uuid()])
-            .await
-            .expect("count")
-            .get(0)
+        self.db.client().await.query_one("SELECT count(*) FROM events WHERE site_id = $1", &[site.as_uuid()]).await.expect("count").get(0)
     }
 }
 

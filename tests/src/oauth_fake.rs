@@ -95,7 +95,11 @@ async fn authorize(State(fake): State<Fake>, Query(q): Query<HashMap<String, Str
     if field("client_id") != fake.client_id {
         return reject(&fake, StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
     }
-    if field("response_type") != "code" || field("code_challenge_method") != "S256" || field("code_challenge").len() < 43 || field("state").is_empty() {
+    if field("response_type") != "code"
+        || field("code_challenge_method") != "S256"
+        || field("code_challenge").len() < 43
+        || field("state").is_empty()
+    {
         return reject(&fake, StatusCode::BAD_REQUEST, "invalid_request", "code flow with S256 PKCE and state required");
     }
     let Some(account) = fake.inner.lock().expect("lock").next.clone() else {
@@ -139,7 +143,8 @@ async fn token(State(fake): State<Fake>, headers: HeaderMap, Form(form): Form<Ha
     }
     let access = format!("fake-access-{}", uuid::Uuid::new_v4().simple());
     fake.inner.lock().expect("lock").tokens.insert(access.clone(), pending.account);
-    Json(serde_json::json!({"access_token": access, "token_type": "bearer", "expires_in": 3599, "scope": "openid email profile"})).into_response()
+    Json(serde_json::json!({"access_token": access, "token_type": "bearer", "expires_in": 3599, "scope": "openid email profile"}))
+        .into_response()
 }
 
 fn bearer_account(fake: &Fake, headers: &HeaderMap) -> Option<FakeAccount> {
@@ -149,7 +154,8 @@ fn bearer_account(fake: &Fake, headers: &HeaderMap) -> Option<FakeAccount> {
 
 async fn google_userinfo(State(fake): State<Fake>, headers: HeaderMap) -> Response {
     match bearer_account(&fake, &headers) {
-        Some(a) => Json(serde_json::json!({"sub": a.subject, "email": a.email, "email_verified": a.email_verified, "name": a.name})).into_response(),
+        Some(a) => Json(serde_json::json!({"sub": a.subject, "email": a.email, "email_verified": a.email_verified, "name": a.name}))
+            .into_response(),
         None => reject(&fake, StatusCode::UNAUTHORIZED, "invalid_token", "unknown access token"),
     }
 }

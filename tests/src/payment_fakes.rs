@@ -79,10 +79,23 @@ impl Provider {
 /// The app with all four providers' secrets in its secret store and the
 /// Growth plan priced at each.
 pub async fn spawn_billing_app() -> TestApp {
-    let secrets: Vec<(String, String)> = Provider::ALL.iter().map(|p| (p.secret_name().to_owned(), p.test_secret())).collect();
+    spawn_billing_app_with(None).await
+}
+
+/// As [`spawn_billing_app`], with each provider's API key and its API at
+/// `payments` (checkout and portal links).
+pub async fn spawn_billing_app_with(payments: Option<&crate::payment_api_fake::PaymentApiFake>) -> TestApp {
+    let mut secrets: Vec<(String, String)> = Provider::ALL.iter().map(|p| (p.secret_name().to_owned(), p.test_secret())).collect();
+    let mut config = engagetrack_server::AppConfig::default();
+    if let Some(fake) = payments {
+        secrets.extend(fake.secrets());
+        config.payments = fake.config();
+    }
     let extra: Vec<(&str, &[u8])> = secrets.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
-    let app = TestApp::spawn_with_secrets(Default::default(), &extra).await;
-    let prices = json!(Provider::ALL.iter().map(|p| (format!("{p:?}").to_lowercase(), Value::from(p.growth_price()))).collect::<serde_json::Map<_, _>>());
+    let app = TestApp::spawn_with_secrets(config, &extra).await;
+    let prices = json!(
+        Provider::ALL.iter().map(|p| (format!("{p:?}").to_lowercase(), Value::from(p.growth_price()))).collect::<serde_json::Map<_, _>>()
+    );
     app.db.client().await.execute("UPDATE plans SET price_ids = $1 WHERE id = 'growth'", &[&prices]).await.expect("prices");
     app
 }
@@ -274,7 +287,9 @@ impl Life {
         match step {
             Step::Created => vec![self.stripe_subscription("customer.subscription.created", "active", p0, p1, false)],
             Step::Renewed => vec![self.stripe_invoice("invoice.paid", "in_renew1", p1, p2)],
-            Step::PaymentFailed => vec![self.stripe_invoice("invoice.payment_failed", "in_retry2", p1, p2)],
+            Step::PaymentFailed => {
+                vec![self.stripe_invoice("invoice.payment_failed", "in_retry2", p1, p2)]
+            }
             Step::Recovered => vec![self.stripe_invoice("invoice.paid", "in_retry2", p1, p2)],
             Step::CancelAtPeriodEnd => vec![self.stripe_subscription("customer.subscription.updated", "active", p1, p2, true)],
             Step::Refund => {
@@ -285,7 +300,9 @@ impl Life {
                 let object = json!({"id": self.customer, "object": "customer", "email": "new-ap@customer.example"});
                 vec![self.stripe_event("customer.updated", object)]
             }
-            Step::Unknown => vec![self.stripe_event("payment_method.attached", json!({"id": "pm_1"}))],
+            Step::Unknown => {
+                vec![self.stripe_event("payment_method.attached", json!({"id": "pm_1"}))]
+            }
         }
     }
 
@@ -315,14 +332,22 @@ impl Life {
     fn paddle(&mut self, step: Step) -> Vec<Value> {
         let [p0, p1, p2] = self.periods;
         match step {
-            Step::Created => vec![self.paddle_subscription("subscription.created", "active", p0, p1, false)],
-            Step::Renewed => vec![self.paddle_transaction("transaction.completed", "txn_01renew", p1, p2)],
+            Step::Created => {
+                vec![self.paddle_subscription("subscription.created", "active", p0, p1, false)]
+            }
+            Step::Renewed => {
+                vec![self.paddle_transaction("transaction.completed", "txn_01renew", p1, p2)]
+            }
             Step::PaymentFailed => {
                 let data = json!({"id": "txn_01retry", "status": "past_due", "subscription_id": self.subscription, "customer_id": self.customer});
                 vec![self.paddle_event("transaction.payment_failed", data)]
             }
-            Step::Recovered => vec![self.paddle_transaction("transaction.completed", "txn_01retry", p1, p2)],
-            Step::CancelAtPeriodEnd => vec![self.paddle_subscription("subscription.updated", "active", p1, p2, true)],
+            Step::Recovered => {
+                vec![self.paddle_transaction("transaction.completed", "txn_01retry", p1, p2)]
+            }
+            Step::CancelAtPeriodEnd => {
+                vec![self.paddle_subscription("subscription.updated", "active", p1, p2, true)]
+            }
             Step::Refund => {
                 let data = json!({"id": "adj_01refund", "action": "refund", "status": "approved", "transaction_id": "txn_01renew",
                     "subscription_id": self.subscription, "customer_id": self.customer, "currency_code": "EUR",
@@ -368,10 +393,14 @@ impl Life {
             Step::Renewed => vec![self.lemon_invoice("subscription_payment_success", "9001"), self.lemon_subscription("subscription_updated", "active", p2)],
             Step::PaymentFailed => vec![self.lemon_invoice("subscription_payment_failed", "9002")],
             Step::Recovered => vec![self.lemon_invoice("subscription_payment_recovered", "9002")],
-            Step::CancelAtPeriodEnd => vec![self.lemon_subscription("subscription_cancelled", "cancelled", p2)],
+            Step::CancelAtPeriodEnd => {
+                vec![self.lemon_subscription("subscription_cancelled", "cancelled", p2)]
+            }
             Step::Refund => vec![self.lemon_invoice("subscription_payment_refunded", "9001")],
             // LemonSqueezy has no customer event: the email rides on subscription_updated.
-            Step::CustomerUpdated => vec![self.lemon_subscription("subscription_updated", "active", p2)],
+            Step::CustomerUpdated => {
+                vec![self.lemon_subscription("subscription_updated", "active", p2)]
+            }
             Step::Unknown => {
                 let t = self.tick();
                 vec![self.lemon_event("license_key_created", "license-keys", "31", json!({"created_at": rfc3339(t), "updated_at": rfc3339(t)}))]
@@ -402,11 +431,19 @@ impl Life {
     fn polar(&mut self, step: Step) -> Vec<Value> {
         let [p0, p1, p2] = self.periods;
         match step {
-            Step::Created => vec![self.polar_subscription("subscription.created", "active", p0, p1, false)],
-            Step::Renewed => vec![self.polar_order("order.paid", "ord_renew1"), self.polar_subscription("subscription.updated", "active", p1, p2, false)],
-            Step::PaymentFailed => vec![self.polar_subscription("subscription.updated", "past_due", p1, p2, false)],
+            Step::Created => {
+                vec![self.polar_subscription("subscription.created", "active", p0, p1, false)]
+            }
+            Step::Renewed => {
+                vec![self.polar_order("order.paid", "ord_renew1"), self.polar_subscription("subscription.updated", "active", p1, p2, false)]
+            }
+            Step::PaymentFailed => {
+                vec![self.polar_subscription("subscription.updated", "past_due", p1, p2, false)]
+            }
             Step::Recovered => vec![self.polar_order("order.paid", "ord_retry2")],
-            Step::CancelAtPeriodEnd => vec![self.polar_subscription("subscription.canceled", "active", p1, p2, true)],
+            Step::CancelAtPeriodEnd => {
+                vec![self.polar_subscription("subscription.canceled", "active", p1, p2, true)]
+            }
             Step::Refund => vec![self.polar_order("order.refunded", "ord_renew1")],
             Step::CustomerUpdated => {
                 let data = json!({"id": self.customer, "email": "new-ap@customer.example"});

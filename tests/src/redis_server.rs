@@ -1,17 +1,30 @@
 //! A real `redis-server` (Debian's `redis-server` package) for tests: on a
 //! free loopback port, nothing saved to disk, stopped when dropped. Tests
-//! can kill it (SIGKILL) and start it again on the same port.
+//! can kill it (SIGKILL) and start it again on the same port. With
+//! [`RedisServer::start_tls`] it also serves TLS (Debian's build has it) on a
+//! second port, with a certificate of a [`TestCa`]; the plaintext port stays
+//! for the test's own inspection.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use engagetrack_server::adapters::redis::RedisSettings;
+
 use crate::free_port;
+use crate::test_ca::TestCa;
 
 pub struct RedisServer {
     pub port: u16,
+    tls: Option<Tls>,
     child: Option<Child>,
+}
+
+struct Tls {
+    port: u16,
+    ca: TestCa,
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -19,8 +32,21 @@ impl RedisServer {
     pub fn start() -> Self {
         // Another process may take the port between our probe and the
         // server's bind: try a few.
+        Self::start_with(|| None)
+    }
+
+    /// Also serves TLS for `localhost`, signed by a CA made for this server.
+    pub fn start_tls() -> Self {
+        Self::start_with(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let ca = TestCa::for_localhost(dir.path());
+            Some(Tls { port: free_port(), ca, _dir: dir })
+        })
+    }
+
+    fn start_with(tls: impl Fn() -> Option<Tls>) -> Self {
         for _ in 0..5 {
-            let mut server = Self { port: free_port(), child: None };
+            let mut server = Self { port: free_port(), tls: tls(), child: None };
             if server.launch() {
                 return server;
             }
@@ -32,8 +58,38 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// `rediss://localhost:<tls port>/` (a TLS server only).
+    pub fn tls_url(&self, host: &str) -> String {
+        format!("rediss://{host}:{}/", self.tls.as_ref().expect("started with start_tls").port)
+    }
+
+    /// The test CA's certificate (a TLS server only).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.tls.as_ref().expect("started with start_tls").ca.ca.clone()
+    }
+
+    /// What the product is configured with: TLS verified by the test CA
+    /// when the server has TLS, else plaintext.
+    pub fn settings(&self) -> RedisSettings {
+        match &self.tls {
+            Some(_) => RedisSettings { url: self.tls_url("localhost"), ca_file: Some(self.ca_file()) },
+            None => RedisSettings::url(self.url()),
+        }
+    }
+
     fn launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(tls) = &self.tls {
+            command
+                .args(["--tls-port", &tls.port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.ca.server_cert)
+                .arg("--tls-key-file")
+                .arg(&tls.ca.server_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca.ca);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning", "--dir", &std::env::temp_dir().to_string_lossy()])
             .stdin(Stdio::null())

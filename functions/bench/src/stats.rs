@@ -154,9 +154,10 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
 /// engine), the in-process store, and Redis when `ENGAGETRACK_REDIS_URL` is set;
 /// warm, so every cacheable answer is a hit.
 async fn cached(app: &TestApp, target: &StatsSite, requests: &[(&str, QueryRequest)], runs: usize) -> anyhow::Result<()> {
-    let mut stores: Vec<(&str, Option<Arc<dyn CacheStore>>)> = vec![("engine", None), ("in_process", Some(Arc::new(InProcessStore::default())))];
-    if let Ok(url) = std::env::var("ENGAGETRACK_REDIS_URL") {
-        stores.push(("redis", Some(Arc::new(engagetrack_server::adapters::redis::RedisCache::connect_lazily(&url)?))));
+    let mut stores: Vec<(&str, Option<Arc<dyn CacheStore>>)> =
+        vec![("engine", None), ("in_process", Some(Arc::new(InProcessStore::default())))];
+    if let Some(settings) = engagetrack_server::adapters::redis::RedisSettings::from_env() {
+        stores.push(("redis", Some(Arc::new(engagetrack_server::adapters::redis::RedisCache::connect_lazily(&settings)?))));
     }
     let mut out = serde_json::Map::new();
     for (name, store) in stores {

@@ -126,8 +126,9 @@ async fn main() -> anyhow::Result<()> {
             let oauth = engagetrack_server::oauth::ProviderConfig::from_env();
             let client_ip = if *trust_proxy { ClientIpMode::Proxy } else { *client_ip };
             let edge_kv = EdgeKvConfig::from_env()?;
-            let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
-            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth, redis_url };
+            let redis = engagetrack_server::adapters::redis::RedisSettings::from_env();
+            let payments = engagetrack_server::adapters::payments::PaymentApiConfig::from_env();
+            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth, redis, payments };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
@@ -187,7 +188,7 @@ async fn run_jobs_on_timers(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     for n in 0u64.. {
         tick.tick().await;
-        let due = [(Job::RotateSalt, 1), (Job::Rollup, 12), (Job::SyncEdgeSites, 12), (Job::Retention, 288)];
+        let due = [(Job::RotateSalt, 1), (Job::Quota, 1), (Job::Rollup, 12), (Job::SyncEdgeSites, 12), (Job::Retention, 288)];
         for (job, every) in due {
             if n % every == 0 {
                 if let Err(e) = job.run(&state, chrono::Utc::now()).await {

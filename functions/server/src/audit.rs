@@ -43,6 +43,8 @@ pub enum Action {
     BillingDetailsChanged,
     SubscriptionChanged,
     BillingRecordAdded,
+    CheckoutStarted,
+    BillingPortalOpened,
 }
 
 impl Action {
@@ -85,6 +87,8 @@ impl Action {
             BillingDetailsChanged => "billing.details_changed",
             SubscriptionChanged => "billing.subscription_changed",
             BillingRecordAdded => "billing.record_added",
+            CheckoutStarted => "billing.checkout_started",
+            BillingPortalOpened => "billing.portal_opened",
         }
     }
 }

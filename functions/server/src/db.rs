@@ -65,6 +65,9 @@ impl DbTls {
 
     fn client_config(&self) -> Result<rustls::ClientConfig, DbError> {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for cert in rds_roots()? {
+            roots.add(cert).map_err(|e| DbError::Tls(format!("the embedded RDS root: {e}")))?;
+        }
         if let Some(path) = &self.ca_file {
             let bad = |reason: String| DbError::CaFile { var: Self::CA_FILE_VAR, path: path.clone(), reason };
             let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
@@ -86,6 +89,18 @@ impl DbTls {
             .with_no_client_auth();
         Ok(config)
     }
+}
+
+/// Amazon RDS's root CAs for eu-central-1 (the template's region), vendored
+/// by `scripts/vendor-rds-ca.sh`: a function that connects straight to RDS
+/// verifies it with nothing in its zip. RDS Proxy's certificates chain to the
+/// public roots instead.
+const RDS_ROOTS_PEM: &[u8] = include_bytes!("../certs/rds-ca-eu-central-1.pem");
+
+fn rds_roots() -> Result<Vec<CertificateDer<'static>>, DbError> {
+    CertificateDer::pem_slice_iter(RDS_ROOTS_PEM)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DbError::Tls(format!("the embedded RDS bundle: {e}")))
 }
 
 /// Accepts both URL (`postgres://…`) and key-value (`host=/run/x dbname=y`)
@@ -118,4 +133,24 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let report = embedded::migrations::runner().run_async(&mut **client).await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
     Ok(report?.applied_migrations().iter().map(ToString::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_rds_roots_are_the_regions_roots_and_are_trusted() {
+        let certs = rds_roots().unwrap();
+        assert_eq!(certs.len(), 3, "RSA2048, RSA4096 and ECC384 G1");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).unwrap();
+        }
+        for anchor in &roots.roots {
+            let subject: &[u8] = anchor.subject.as_ref();
+            assert!(subject.windows(31).any(|w| w == b"Amazon RDS eu-central-1 Root CA"), "{subject:?}");
+        }
+        DbTls { ca_file: None }.client_config().expect("public roots plus the RDS roots make a client config");
+    }
 }

@@ -15,6 +15,7 @@ use shared::{AnonymisedEvent, Beacon, EventId, EventType, Pipeline, Salt, SiteId
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::billing::quota::QuotaDrops;
 use crate::field_cipher::{CipherError, FieldCipher};
 use crate::group_commit::GroupCommitter;
 use crate::salt::{SaltError, SaltStore};
@@ -28,6 +29,12 @@ pub enum IngestError {
     UnknownSite(SiteId),
     #[error("site {0} is not accepting events")]
     InactiveSite(SiteId),
+    #[error(
+        "the organisation of site {site} has used its event quota for this period ({quota} events, and {grace} % grace); \
+         events are not stored until the plan is upgraded or the next period starts",
+        grace = crate::billing::quota::GRACE_PERCENT
+    )]
+    OverQuota { site: SiteId, quota: i64 },
     /// Nothing was committed; the sender should retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -57,6 +64,7 @@ pub struct Ingest {
     salts: Arc<dyn SaltStore>,
     store: Arc<EventStore>,
     committer: GroupCommitter,
+    drops: Arc<QuotaDrops>,
 }
 
 /// What happened to an accepted beacon.
@@ -78,13 +86,27 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Events for unknown or inactive sites, not stored.
     pub rejected: u64,
+    /// Events of organisations past their quota and grace: not stored, counted as dropped.
+    pub over_quota: u64,
 }
 
 impl Ingest {
     pub fn new(pool: Pool, pipeline: Arc<Pipeline>, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>) -> Self {
         let store = Arc::new(EventStore { pool: pool.clone(), cipher });
         let committer = GroupCommitter::start(store.clone());
-        Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer }
+        let drops = Arc::new(QuotaDrops::default());
+        spawn_drop_flush(drops.clone(), pool.clone());
+        Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer, drops }
+    }
+
+    /// Drops the cached site answers (after the quota job found a pause).
+    pub fn forget_sites(&self) {
+        self.sites.forget();
+    }
+
+    /// Events refused for a used-up quota, not yet written to `quota_drops`.
+    pub fn quota_drops(&self) -> &QuotaDrops {
+        &self.drops
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -140,6 +162,10 @@ impl Ingest {
             let page_visit = matches!(event.event_type, EventType::Pageview | EventType::Engagement);
             match self.sites.lookup(event.site).await? {
                 (SiteStatus::Active, filter) if filter.admits(&event.hostname, &event.pathname, page_visit) => keep.push(event),
+                (SiteStatus::OverQuota(pause), _) => {
+                    self.drops.count(pause.organization, pause.period_start, 1);
+                    outcome.over_quota += 1;
+                }
                 _ => outcome.rejected += 1,
             }
         }
@@ -177,8 +203,34 @@ impl Ingest {
             (SiteStatus::Active, filter) => Ok(filter),
             (SiteStatus::Inactive, _) => Err(IngestError::InactiveSite(site)),
             (SiteStatus::Unknown, _) => Err(IngestError::UnknownSite(site)),
+            (SiteStatus::OverQuota(pause), _) => {
+                self.drops.count(pause.organization, pause.period_start, 1);
+                Err(IngestError::OverQuota { site, quota: pause.quota })
+            }
         }
     }
+}
+
+/// Writes the drop counts about once a second while the process lives (a
+/// Lambda's timers run while it is thawed; what is left goes on the next).
+fn spawn_drop_flush(drops: Arc<QuotaDrops>, pool: Pool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let drops = Arc::downgrade(&drops);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            // The ingest is gone: so is the counter.
+            let Some(drops) = drops.upgrade() else { return };
+            if drops.pending() > 0
+                && let Err(e) = drops.flush(&pool).await
+            {
+                tracing::warn!(error = %e, "writing the quota drop counts failed; they are kept for the next try");
+            }
+        }
+    });
 }
 
 /// A pageview or the engagement that follows it: what excluded paths drop.

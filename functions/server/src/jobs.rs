@@ -21,10 +21,13 @@ pub enum Job {
     Rollup,
     /// Delete raw events past retention, erase deleted accounts, trim the audit log.
     Retention,
+    /// Count each organisation's events this period, send the 80 %/100 %
+    /// notices, move free periods on, and write the quota drop counts.
+    Quota,
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention];
+    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +35,7 @@ impl Job {
             Job::SyncEdgeSites => "sync-edge-sites",
             Job::Rollup => "rollup",
             Job::Retention => "retention",
+            Job::Quota => "quota",
         }
     }
 
@@ -58,6 +62,16 @@ impl Job {
                 let purged = crate::retention::run(&state.pool, now).await?;
                 json!({ "job": self.name(), "purged": purged })
             }
+            Job::Quota => {
+                let run =
+                    crate::billing::quota::run(&state.pool, &*state.mailer, state.ingest.quota_drops(), state.config.public_url(), now)
+                        .await?;
+                if run.paused > 0 {
+                    // This process's ingest sees a new pause at once; others within the site cache's 30 s.
+                    state.ingest.forget_sites();
+                }
+                json!({ "job": self.name(), "quota": run })
+            }
         };
         tracing::info!(job = self.name(), %summary, "job finished");
         Ok(summary)
@@ -74,7 +88,7 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota")]
     Unknown(String),
     #[error("publishing to the edge failed: {0}")]
     EdgePublish(#[from] crate::edge_publish::EdgePublishError),
@@ -82,4 +96,6 @@ pub enum JobError {
     Salt(#[from] crate::salt::SaltError),
     #[error(transparent)]
     Rollup(#[from] crate::rollup::RollupError),
+    #[error(transparent)]
+    Quota(#[from] crate::billing::quota::QuotaError),
 }

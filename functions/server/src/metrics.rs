@@ -44,6 +44,8 @@ pub enum Refusal {
     BadSignature,
     /// Events of a signed batch for a site that is unknown or not accepting events.
     SiteNotAccepting,
+    /// The organisation used its quota and grace (402); counted in `quota_drops` too.
+    OverQuota,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +88,7 @@ macro_rules! label_values {
 
 label_values! {
     Outcome { Stored => "stored", Duplicate => "duplicate", Bot => "bot", Filtered => "filtered", Refused => "refused" }
-    Refusal { None => "", Invalid => "invalid", UnknownSite => "unknown_site", InactiveSite => "inactive_site", Unavailable => "unavailable", BadSignature => "bad_signature", SiteNotAccepting => "site_not_accepting" }
+    Refusal { None => "", Invalid => "invalid", UnknownSite => "unknown_site", InactiveSite => "inactive_site", Unavailable => "unavailable", BadSignature => "bad_signature", SiteNotAccepting => "site_not_accepting", OverQuota => "over_quota" }
     Path { Beacon => "beacon", Batch => "batch" }
     StatsKind { Query => "query", Realtime => "realtime" }
 }

@@ -75,6 +75,10 @@ impl fmt::Debug for Secrets {
 /// The HMAC key the edge signs its batches with (also a worker secret).
 pub const EDGE_SIGNING_KEY: &str = "edge-signing-key";
 
+/// During a rotation of the edge's key: the key it replaced, still accepted
+/// until every worker signs with the new one (then the operator removes it).
+pub const EDGE_SIGNING_KEY_PREVIOUS: &str = "edge-signing-key-previous";
+
 /// The key the sign-in rate limiter hashes client addresses with (never stored raw).
 pub const IP_HASH_KEY: &str = "ip-hash-key";
 
@@ -164,6 +168,81 @@ impl CachedSecrets {
     }
 }
 
+/// The keys requests are checked and hashed with, other than the field and
+/// JWT keys (which keep every id): the edge's batch key (and the one it
+/// replaced), the sign-in address-hash key, the billing webhook secrets and
+/// API keys, and the metrics token. [`ServiceKeys::reload`] swaps them all at once when a
+/// new secret version arrives, so a rotation needs no restart.
+pub struct ServiceKeys(std::sync::RwLock<Arc<KeySet>>);
+
+/// One consistent version of [`ServiceKeys`].
+pub struct KeySet {
+    /// The current edge key first, then [`EDGE_SIGNING_KEY_PREVIOUS`] if set.
+    edge_signing: Vec<Vec<u8>>,
+    pub ip_hash: Vec<u8>,
+    pub webhooks: crate::billing::ProviderSecrets,
+    /// The payment providers' API keys (checkout and portal links).
+    pub payment_api_keys: crate::billing::ProviderSecrets,
+    pub metrics_token: Option<Vec<u8>>,
+}
+
+impl KeySet {
+    pub fn from_secrets(secrets: &Secrets) -> Result<Self, SecretsError> {
+        let required = |name: &str| {
+            secrets
+                .get(name)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| SecretsError::Missing { origin: "the current secret version".into(), names: vec![name.to_owned()] })
+        };
+        let previous = secrets.get(EDGE_SIGNING_KEY_PREVIOUS).filter(|k| !k.is_empty()).map(<[u8]>::to_vec);
+        Ok(Self {
+            edge_signing: std::iter::once(required(EDGE_SIGNING_KEY)?).chain(previous).collect(),
+            ip_hash: required(IP_HASH_KEY)?,
+            webhooks: crate::billing::ProviderSecrets::webhooks(secrets),
+            payment_api_keys: crate::billing::ProviderSecrets::api_keys(secrets),
+            metrics_token: secrets.get(METRICS_TOKEN).filter(|t| !t.is_empty()).map(<[u8]>::to_vec),
+        })
+    }
+
+    /// The key the edge signs with now.
+    pub fn edge_signing_key(&self) -> &[u8] {
+        &self.edge_signing[0]
+    }
+
+    /// Checks a signed batch against the current key, then the previous one;
+    /// a stale or malformed header fails at once, whatever the key.
+    pub fn verify_batch(&self, timestamp: &str, signature: &str, body: &[u8], now: i64) -> Result<i64, shared::batch::BatchAuthError> {
+        let mut answer = Err(shared::batch::BatchAuthError::Mismatch);
+        for key in &self.edge_signing {
+            answer = shared::batch::verify(key, timestamp, signature, body, now);
+            if answer != Err(shared::batch::BatchAuthError::Mismatch) {
+                break;
+            }
+        }
+        answer
+    }
+}
+
+impl ServiceKeys {
+    pub fn from_secrets(secrets: &Secrets) -> Result<Self, SecretsError> {
+        Ok(Self(std::sync::RwLock::new(Arc::new(KeySet::from_secrets(secrets)?))))
+    }
+
+    /// The keys of this moment; hold the `Arc` for one request, not longer.
+    pub fn current(&self) -> Arc<KeySet> {
+        // A poisoned lock still holds a complete set: swaps never half-write.
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Takes a new secret version; a version lacking a required key is
+    /// refused and the keys in use stay.
+    pub fn reload(&self, secrets: &Secrets) -> Result<(), SecretsError> {
+        let fresh = Arc::new(KeySet::from_secrets(secrets)?);
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
 /// Loads the file, adds any missing required secret (32 random bytes) and
 /// writes it back atomically with mode 0600.
 pub fn load_or_create_local(path: &Path) -> Result<Secrets, SecretsError> {
@@ -229,6 +308,47 @@ mod tests {
         assert_eq!(first.get("field-key-1").unwrap().len(), 32);
         assert_eq!(first.get("field-key-1"), second.get("field-key-1"));
         assert!(!format!("{first:?}").contains(&hex::encode(first.get("field-key-1").unwrap())));
+    }
+
+    fn secrets(pairs: &[(&str, &[u8])]) -> Secrets {
+        Secrets(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect())
+    }
+
+    #[test]
+    fn service_keys_accept_the_previous_edge_key_until_it_is_removed() {
+        use shared::batch::{BatchAuthError, sign};
+        let (now, body) = (1_700_000_000, b"{\"events\":[]}".as_slice());
+        let old = sign(b"old", now, body);
+        let new = sign(b"new", now, body);
+        let keys = ServiceKeys::from_secrets(&secrets(&[(EDGE_SIGNING_KEY, b"old"), (IP_HASH_KEY, b"ip")])).unwrap();
+        assert_eq!(keys.current().verify_batch(&now.to_string(), &old, body, now), Ok(now));
+        assert_eq!(keys.current().verify_batch(&now.to_string(), &new, body, now), Err(BatchAuthError::Mismatch));
+
+        // The rotation: the new key, the old one kept as previous.
+        keys.reload(&secrets(&[(EDGE_SIGNING_KEY, b"new"), (EDGE_SIGNING_KEY_PREVIOUS, b"old"), (IP_HASH_KEY, b"ip")])).unwrap();
+        let during = keys.current();
+        assert_eq!(during.edge_signing_key(), b"new");
+        assert_eq!(during.verify_batch(&now.to_string(), &new, body, now), Ok(now));
+        assert_eq!(during.verify_batch(&now.to_string(), &old, body, now), Ok(now));
+        // A stale batch is stale whichever key signed it.
+        assert_eq!(during.verify_batch(&now.to_string(), &old, body, now + 301), Err(BatchAuthError::Stale(301)));
+
+        // The previous key removed: only the new one signs.
+        keys.reload(&secrets(&[(EDGE_SIGNING_KEY, b"new"), (IP_HASH_KEY, b"ip2"), (METRICS_TOKEN, b"m")])).unwrap();
+        let after = keys.current();
+        assert_eq!(after.verify_batch(&now.to_string(), &old, body, now), Err(BatchAuthError::Mismatch));
+        assert_eq!(after.ip_hash, b"ip2");
+        assert_eq!(after.metrics_token.as_deref(), Some(b"m".as_slice()));
+        // The set handed out before stays whole for the request holding it.
+        assert_eq!(during.ip_hash, b"ip");
+    }
+
+    #[test]
+    fn a_version_without_the_edge_key_is_refused_and_the_keys_stay() {
+        let keys = ServiceKeys::from_secrets(&secrets(&[(EDGE_SIGNING_KEY, b"k"), (IP_HASH_KEY, b"ip")])).unwrap();
+        let err = keys.reload(&secrets(&[(IP_HASH_KEY, b"ip")])).err().expect("refused");
+        assert!(err.to_string().contains(EDGE_SIGNING_KEY), "{err}");
+        assert_eq!(keys.current().edge_signing_key(), b"k");
     }
 
     #[test]

@@ -9,12 +9,25 @@ use deadpool_postgres::Pool;
 use shared::SiteId;
 
 const TTL: Duration = Duration::from_secs(30);
+/// A site paused by its quota is looked up again this soon: an upgrade or a
+/// new period lifts the pause within a second.
+const PAUSED_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiteStatus {
     Active,
     Inactive,
     Unknown,
+    /// Its organisation used its period's quota and grace: events are refused.
+    OverQuota(QuotaPause),
+}
+
+/// Who is paused, for which period (what the refused events are counted under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaPause {
+    pub organization: uuid::Uuid,
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    pub quota: i64,
 }
 
 /// A site's own limits on which events count: its allowed hostnames and
@@ -52,8 +65,12 @@ impl SiteFilter {
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, rest) = parts.split_first().map(|(f, r)| (*f, r)).unwrap_or(("", &[]));
-    let Some(mut tail) = text.strip_prefix(first) else { return false };
-    let Some((last, middle)) = rest.split_last() else { return tail.is_empty() };
+    let Some(mut tail) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return tail.is_empty();
+    };
     for part in middle {
         match tail.find(part) {
             Some(i) => tail = &tail[i + part.len()..],
@@ -75,6 +92,10 @@ impl SiteDirectory {
         Self { pool, cache: Mutex::new(HashMap::new()) }
     }
 
+    pub fn forget(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::db::DbError> {
         Ok(self.lookup(site).await?.0)
     }
@@ -82,17 +103,38 @@ impl SiteDirectory {
     /// The site's status and its event filter (settings changes show within the cache's 30 s).
     pub async fn lookup(&self, site: SiteId) -> Result<(SiteStatus, Arc<SiteFilter>), crate::db::DbError> {
         if let Some((status, filter, at)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&site) {
-            if at.elapsed() < TTL {
+            let ttl = if matches!(status, SiteStatus::OverQuota(_)) { PAUSED_TTL } else { TTL };
+            if at.elapsed() < ttl {
                 return Ok((*status, filter.clone()));
             }
         }
         let client = self.pool.get().await?;
         let row = client
-            .query_opt("SELECT active AND deleted_at IS NULL, allowed_hostnames, excluded_paths FROM sites WHERE id = $1", &[site.as_uuid()])
+            .query_opt(
+                &format!(
+                    "SELECT s.active AND s.deleted_at IS NULL, s.allowed_hostnames, s.excluded_paths,
+                            q.organization_id, q.current_period_start, q.quota, q.events
+                     FROM sites s LEFT JOIN ({}) q ON q.organization_id = s.organization_id WHERE s.id = $1",
+                    crate::billing::quota::EFFECTIVE_PLAN_SQL
+                ),
+                &[site.as_uuid()],
+            )
             .await?;
         let (status, filter) = match row {
             Some(r) => {
-                let status = if r.get::<_, bool>(0) { SiteStatus::Active } else { SiteStatus::Inactive };
+                let paused = match (r.get(3), r.get(4), r.get::<_, Option<i64>>(5), r.get::<_, Option<i64>>(6)) {
+                    (Some(organization), Some(period_start), Some(quota), Some(events))
+                        if crate::billing::quota::QuotaState::of(events, quota) == crate::billing::quota::QuotaState::Paused =>
+                    {
+                        Some(QuotaPause { organization, period_start, quota })
+                    }
+                    _ => None,
+                };
+                let status = match (r.get::<_, bool>(0), paused) {
+                    (false, _) => SiteStatus::Inactive,
+                    (true, Some(pause)) => SiteStatus::OverQuota(pause),
+                    (true, None) => SiteStatus::Active,
+                };
                 (status, Arc::new(SiteFilter::new(r.get(1), r.get(2))))
             }
             None => (SiteStatus::Unknown, Arc::new(SiteFilter::default())),

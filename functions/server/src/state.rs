@@ -30,8 +30,10 @@ pub struct AppConfig {
     pub public_url: String,
     /// Google / GitHub sign-in, where configured.
     pub oauth: Vec<crate::oauth::ProviderConfig>,
-    /// `ENGAGETRACK_REDIS_URL`: the shared cache; none means a cache of this process.
-    pub redis_url: Option<String>,
+    /// The payment providers' API origins and the LemonSqueezy store.
+    pub payments: crate::adapters::payments::PaymentApiConfig,
+    /// The shared cache (`ENGAGETRACK_REDIS_URL`); none means a cache of this process.
+    pub redis: Option<crate::adapters::redis::RedisSettings>,
 }
 
 impl AppConfig {
@@ -45,17 +47,13 @@ pub struct AppState {
     pub pool: Pool,
     pub ingest: Arc<Ingest>,
     pub config: Arc<AppConfig>,
-    /// Verifies the edge's signed batches.
-    pub edge_signing_key: Arc<Vec<u8>>,
     pub access_tokens: Arc<AccessTokens>,
     pub cipher: Arc<FieldCipher>,
     pub mailer: Arc<dyn Mailer>,
-    /// Keys the hash of client addresses for sign-in rate limits.
-    pub ip_hash_key: Arc<Vec<u8>>,
-    /// Billing webhook signing secrets; a provider without one answers 404.
-    pub webhook_secrets: Arc<crate::billing::WebhookSecrets>,
-    /// Bearer token for `GET /metrics`; none: the route answers 404.
-    pub metrics_token: Option<Arc<Vec<u8>>>,
+    /// The edge's batch key, the sign-in address-hash key, the billing
+    /// webhook secrets (a provider without one answers 404) and the
+    /// `GET /metrics` token (none: 404); swapped by [`AppState::refresh_keys`].
+    pub keys: Arc<crate::secrets::ServiceKeys>,
     /// The worker's KV (salts, site list); a no-op when no edge is configured.
     pub edge: Arc<dyn crate::edge_publish::EdgeKv>,
     /// Counts failed sign-ins (Postgres, or DynamoDB in the cloud).
@@ -67,6 +65,8 @@ pub struct AppState {
     pub secrets: Option<Arc<CachedSecrets>>,
     /// Hot stats answers and live-session checks (see [`crate::cache`]).
     pub cache: Arc<dyn CacheStore>,
+    /// The payment providers' APIs (keys from [`AppState::keys`] per call).
+    pub payments: Arc<crate::adapters::payments::PaymentApis>,
 }
 
 /// The adapters behind the ports, chosen once by [`Ports::from_config`].
@@ -153,7 +153,9 @@ impl Ports {
         let source: Arc<dyn SecretSource> = match (&adapters.secret_id, &sdk, &adapters.secrets_file) {
             (Some(id), Some(sdk), _) => Arc::new(aws::secrets_manager::SecretsManagerSource::new(sdk, id)),
             (None, _, Some(file)) => Arc::new(LocalSecretsFile(file.clone())),
-            _ => return Err(StateError::MissingEnv("ENGAGETRACK_SECRET_ID or ENGAGETRACK_SECRETS_FILE")),
+            _ => {
+                return Err(StateError::MissingEnv("ENGAGETRACK_SECRET_ID or ENGAGETRACK_SECRETS_FILE"));
+            }
         };
         let salts: Arc<dyn SaltStore> = match (&adapters.salts_table, &sdk) {
             (Some(table), Some(sdk)) => Arc::new(aws::dynamodb::DynamoSaltStore::new(sdk, table)),
@@ -211,12 +213,14 @@ pub enum StateError {
     CloudflareKv(#[from] crate::adapters::cloudflare_kv::CloudflareKvError),
     #[error("ENGAGETRACK_REDIS_URL: {0}")]
     Cache(#[from] crate::cache::CacheError),
+    #[error("payment providers: {0}")]
+    Payments(String),
 }
 
 /// Redis when a URL is given, else a cache of this process.
-pub fn cache_store(redis_url: Option<&str>) -> Result<Arc<dyn CacheStore>, StateError> {
-    Ok(match redis_url.map(str::trim).filter(|u| !u.is_empty()) {
-        Some(url) => Arc::new(crate::adapters::redis::RedisCache::connect_lazily(url)?),
+pub fn cache_store(redis: Option<&crate::adapters::redis::RedisSettings>) -> Result<Arc<dyn CacheStore>, StateError> {
+    Ok(match redis.filter(|r| !r.url.trim().is_empty()) {
+        Some(settings) => Arc::new(crate::adapters::redis::RedisCache::connect_lazily(settings)?),
         None => Arc::new(InProcessStore::default()),
     })
 }
@@ -271,18 +275,19 @@ impl AppState {
             }
             None => Arc::new(crate::edge_publish::LocalEdgeKv),
         };
-        let cache = cache_store(config.redis_url.as_deref())?;
+        let cache = cache_store(config.redis.as_ref())?;
+        let payments = Arc::new(
+            crate::adapters::payments::PaymentApis::new(config.payments.clone()).map_err(|e| StateError::Payments(e.to_string()))?,
+        );
         Ok(Self {
             cache,
+            payments,
             ingest,
             config: Arc::new(config),
-            edge_signing_key: Arc::new(secret(crate::secrets::EDGE_SIGNING_KEY)?),
             access_tokens: Arc::new(AccessTokens::from_secrets(secrets)?),
             cipher,
             mailer: Arc::new(OutboxMailer::new(pool.clone())),
-            ip_hash_key: Arc::new(secret(crate::secrets::IP_HASH_KEY)?),
-            webhook_secrets: Arc::new(crate::billing::WebhookSecrets::from_secrets(secrets)),
-            metrics_token: secrets.get(crate::secrets::METRICS_TOKEN).map(|t| Arc::new(t.to_vec())),
+            keys: Arc::new(crate::secrets::ServiceKeys::from_secrets(secrets)?),
             edge,
             sign_in_limiter: ports.sign_in_limiter,
             blobs: ports.blobs,
@@ -294,11 +299,15 @@ impl AppState {
     /// Re-reads the secrets (once their TTL has passed) and hands new field
     /// and JWT keys to the cipher and the token signer: after a rotation the
     /// new highest id is used for new writes, older ids still decrypt/verify.
+    /// The [`crate::secrets::ServiceKeys`] are swapped whole.
     pub async fn refresh_keys(&self) -> Result<(), StateError> {
-        let Some(source) = &self.secrets else { return Ok(()) };
+        let Some(source) = &self.secrets else {
+            return Ok(());
+        };
         let secrets = source.current().await?;
         self.cipher.reload(&secrets)?;
         self.access_tokens.reload(&secrets)?;
+        self.keys.reload(&secrets)?;
         Ok(())
     }
 
@@ -332,8 +341,9 @@ impl AppState {
         let oauth = crate::oauth::ProviderConfig::from_env();
         let client_ip = crate::client_ip::ClientIpMode::from_env_or(crate::client_ip::ClientIpMode::ApiGateway)?;
         let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
-        let redis_url = std::env::var("ENGAGETRACK_REDIS_URL").ok();
-        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis_url };
+        let redis = crate::adapters::redis::RedisSettings::from_env();
+        let payments = crate::adapters::payments::PaymentApiConfig::from_env();
+        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments };
         let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();

@@ -35,13 +35,7 @@ async fn get(app: &TestApp, path: &str, bearer: &str) -> (StatusCode, Value) {
 
 /// The token in the newest mail to `to` whose link contains `path`.
 async fn mailed_token(app: &TestApp, to: &str, path: &str) -> Option<String> {
-    let rows = app
-        .db
-        .client()
-        .await
-        .query("SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC", &[&to])
-        .await
-        .unwrap();
+    let rows = app.db.client().await.query("SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC", &[&to]).await.unwrap();
     rows.iter().map(|r| r.get::<_, String>(0)).find_map(|body| {
         let at = body.find(&format!("{path}?token="))?;
         let rest = &body[at + path.len() + 7..];
@@ -103,7 +97,8 @@ async fn sign_up_verify_sign_in_refresh_and_sign_out() {
     assert_eq!(get(&app, "/api/me", second["access_token"].as_str().unwrap()).await.0, StatusCode::UNAUTHORIZED);
 
     // The cookie path: sign in, refresh with the cookie only, sign out.
-    let res = client().post(app.url("/api/auth/login")).json(&json!({"email": "ada@example.com", "password": PASSWORD})).send().await.unwrap();
+    let res =
+        client().post(app.url("/api/auth/login")).json(&json!({"email": "ada@example.com", "password": PASSWORD})).send().await.unwrap();
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/api/auth"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
@@ -163,7 +158,8 @@ async fn failed_sign_ins_are_rate_limited_per_account() {
     // Unknown accounts answer exactly like wrong passwords.
     let (status, body) = login(&app, "nobody@example.com", PASSWORD).await;
     assert_eq!((status, body["error"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "the email or password is wrong"));
-    let failures: i64 = app.db.client().await.query_one("SELECT count(*) FROM audit_log WHERE action = 'auth.sign_in_failed'", &[]).await.unwrap().get(0);
+    let failures: i64 =
+        app.db.client().await.query_one("SELECT count(*) FROM audit_log WHERE action = 'auth.sign_in_failed'", &[]).await.unwrap().get(0);
     assert_eq!(failures, 10);
     // The mail outbox holds links to the (loopback) dashboard; no other row
     // may hold the client's address.
@@ -188,7 +184,8 @@ async fn password_reset_is_single_use_and_signs_every_session_out() {
     let new_password = "quiet harbour 77 copper kites";
     let (status, _) = post(&app, "/api/auth/password-reset/confirm", json!({"token": token, "password": new_password}), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post(&app, "/api/auth/password-reset/confirm", json!({"token": token, "password": "another fine 99 password"}), None).await;
+    let (status, _) =
+        post(&app, "/api/auth/password-reset/confirm", json!({"token": token, "password": "another fine 99 password"}), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "single use");
     assert_eq!(get(&app, "/api/me", old["access_token"].as_str().unwrap()).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(post(&app, "/api/auth/refresh", json!({"refresh_token": old["refresh_token"]}), None).await.0, StatusCode::UNAUTHORIZED);
@@ -197,8 +194,14 @@ async fn password_reset_is_single_use_and_signs_every_session_out() {
     // An expired link is refused.
     post(&app, "/api/auth/password-reset", json!({"email": "reset@example.com"}), None).await;
     let token = mailed_token(&app, "reset@example.com", "/reset-password").await.unwrap();
-    app.db.client().await.execute("UPDATE email_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL", &[]).await.unwrap();
-    let (status, _) = post(&app, "/api/auth/password-reset/confirm", json!({"token": token, "password": "another fine 99 password"}), None).await;
+    app.db
+        .client()
+        .await
+        .execute("UPDATE email_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL", &[])
+        .await
+        .unwrap();
+    let (status, _) =
+        post(&app, "/api/auth/password-reset/confirm", json!({"token": token, "password": "another fine 99 password"}), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -262,12 +265,20 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     let app = oauth_app(&fake).await;
 
     // Google, a new person: an account is made, verified, with an organisation.
-    fake.sign_in_next_as(FakeAccount { subject: "g-1".into(), email: "grace@example.com".into(), email_verified: true, name: "Grace Hopper".into() });
+    fake.sign_in_next_as(FakeAccount {
+        subject: "g-1".into(),
+        email: "grace@example.com".into(),
+        email_verified: true,
+        name: "Grace Hopper".into(),
+    });
     let res = oauth_round_trip(&app, "google").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", fake.rejections());
     let access = access_from_cookie(&app, &res).await;
     let (_, me) = get(&app, "/api/me", &access).await;
-    assert_eq!((me["email"].as_str(), me["email_verified"].as_bool(), me["has_password"].as_bool()), (Some("grace@example.com"), Some(true), Some(false)));
+    assert_eq!(
+        (me["email"].as_str(), me["email_verified"].as_bool(), me["has_password"].as_bool()),
+        (Some("grace@example.com"), Some(true), Some(false))
+    );
     // Without a password, a recent sign-in confirms sensitive changes; an old session (a stolen
     // access token, say) cannot set a password or move the account to another address.
     let grace_id: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
@@ -282,12 +293,7 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     assert!(res.text().await.unwrap().contains("sign in again"));
     let (status, _) = post(&app, "/api/me/password", json!({"new_password": "stolen token 4 new password"}), Some(&access)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    app.db
-        .client()
-        .await
-        .execute("UPDATE refresh_tokens SET created_at = now() WHERE user_id = $1", &[&grace_id])
-        .await
-        .unwrap();
+    app.db.client().await.execute("UPDATE refresh_tokens SET created_at = now() WHERE user_id = $1", &[&grace_id]).await.unwrap();
     let (status, body) = post(&app, "/api/me/password", json!({"new_password": "grace sets 4 a real password"}), Some(&access)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(login(&app, "grace@example.com", "grace sets 4 a real password").await.0, StatusCode::OK);
@@ -305,16 +311,31 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     assert_eq!(users, 2);
 
     // Unverified email at the provider: refused with the reason.
-    fake.sign_in_next_as(FakeAccount { subject: "4243".into(), email: "eve@example.com".into(), email_verified: false, name: "Eve".into() });
+    fake.sign_in_next_as(FakeAccount {
+        subject: "4243".into(),
+        email: "eve@example.com".into(),
+        email_verified: false,
+        name: "Eve".into(),
+    });
     let res = oauth_round_trip(&app, "github").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.unwrap().contains("no verified email"));
 
     // A forged or replayed state is refused before any exchange.
-    let res = client().get(app.url("/api/auth/oauth/google/callback?code=x&state=forged")).header("cookie", "et_oauth_state=forged").send().await.unwrap();
+    let res = client()
+        .get(app.url("/api/auth/oauth/google/callback?code=x&state=forged"))
+        .header("cookie", "et_oauth_state=forged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     // A callback opened in a browser that did not start the sign-in (login CSRF) is refused.
-    fake.sign_in_next_as(FakeAccount { subject: "g-1".into(), email: "grace@example.com".into(), email_verified: true, name: "Grace Hopper".into() });
+    fake.sign_in_next_as(FakeAccount {
+        subject: "g-1".into(),
+        email: "grace@example.com".into(),
+        email_verified: true,
+        name: "Grace Hopper".into(),
+    });
     let start = client().get(app.url("/api/auth/oauth/google/start")).send().await.unwrap();
     let back = client().get(start.headers()["location"].to_str().unwrap()).send().await.unwrap();
     let res = client().get(back.headers()["location"].to_str().unwrap()).send().await.unwrap();
@@ -325,14 +346,20 @@ async fn oauth_signs_up_links_by_verified_email_and_checks_state() {
     // of their own; when the victim signs in with Google, that password stops working.
     let (status, _) = post(&app, "/api/auth/signup", json!({"email": "victim@example.com", "password": PASSWORD}), None).await;
     assert_eq!(status, StatusCode::CREATED);
-    fake.sign_in_next_as(FakeAccount { subject: "g-victim".into(), email: "victim@example.com".into(), email_verified: true, name: "Victim".into() });
+    fake.sign_in_next_as(FakeAccount {
+        subject: "g-victim".into(),
+        email: "victim@example.com".into(),
+        email_verified: true,
+        name: "Victim".into(),
+    });
     let res = oauth_round_trip(&app, "google").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(login(&app, "victim@example.com", PASSWORD).await.0, StatusCode::UNAUTHORIZED, "the squatter's password is gone");
     assert_eq!(client().get(app.url("/api/auth/oauth/gitlab/start")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Provider tokens are stored encrypted.
-    let stored: i64 = app.db.client().await.query_one("SELECT count(*) FROM oauth_identities WHERE access_token IS NOT NULL", &[]).await.unwrap().get(0);
+    let stored: i64 =
+        app.db.client().await.query_one("SELECT count(*) FROM oauth_identities WHERE access_token IS NOT NULL", &[]).await.unwrap().get(0);
     assert_eq!(stored, 3);
     assert!(!app.db.dump().await.contains("fake-access-"));
 }
@@ -354,9 +381,21 @@ async fn export_and_deletion_follow_the_gdpr_rights() {
     assert_eq!(export["organizations"][0]["role"], "owner");
     assert!(export["audit_log"].as_array().unwrap().iter().any(|e| e["action"] == "auth.sign_in"));
 
-    let res = client().delete(app.url("/api/me")).bearer_auth(&access).json(&json!({"confirm_email": "other@example.com", "password": PASSWORD})).send().await.unwrap();
+    let res = client()
+        .delete(app.url("/api/me"))
+        .bearer_auth(&access)
+        .json(&json!({"confirm_email": "other@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = client().delete(app.url("/api/me")).bearer_auth(&access).json(&json!({"confirm_email": "leaving@example.com", "password": PASSWORD})).send().await.unwrap();
+    let res = client()
+        .delete(app.url("/api/me"))
+        .bearer_auth(&access)
+        .json(&json!({"confirm_email": "leaving@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     // Locked at once.
     assert_eq!(get(&app, "/api/me", &access).await.0, StatusCode::UNAUTHORIZED);
@@ -414,7 +453,8 @@ async fn sessions_are_listed_and_can_be_ended_one_by_one() {
     assert_eq!(get(&app, "/api/me", phone["access_token"].as_str().unwrap()).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(post(&app, "/api/auth/refresh", json!({"refresh_token": phone["refresh_token"]}), None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(get(&app, "/api/me", laptop_access).await.0, StatusCode::OK);
-    let res = client().delete(app.url(&format!("/api/me/sessions/{}", uuid::Uuid::new_v4()))).bearer_auth(laptop_access).send().await.unwrap();
+    let res =
+        client().delete(app.url(&format!("/api/me/sessions/{}", uuid::Uuid::new_v4()))).bearer_auth(laptop_access).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(get(&app, "/api/me/sessions", laptop_access).await.1.as_array().unwrap().len(), 1);
 }

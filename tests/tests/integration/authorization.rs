@@ -82,6 +82,9 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/organizations/{org_id}/billing/records", Org(ManageBilling)),
     ("GET", "/api/organizations/{org_id}/billing/details", Org(ManageBilling)),
     ("PUT", "/api/organizations/{org_id}/billing/details", Org(ManageBilling)),
+    ("POST", "/api/organizations/{org_id}/billing/checkout", Org(ManageBilling)),
+    ("POST", "/api/organizations/{org_id}/billing/portal", Org(ManageBilling)),
+    ("GET", "/api/billing/plans", SignedIn),
     ("GET", "/api/sites", Listing),
     ("POST", "/api/organizations/{org_id}/sites", Org(EditSites)),
     ("GET", "/api/sites/{site_id}", Site(ViewOrganization)),
@@ -287,19 +290,34 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
         ("PATCH", "/api/organizations/{org_id}") => json!({"name": "Renamed"}),
         ("PATCH", "/api/organizations/{org_id}/members/{user_id}") => json!({"role": "editor"}),
         ("POST", "/api/organizations/{org_id}/transfer-ownership") => json!({"user_id": w.target}),
-        ("POST", "/api/organizations/{org_id}/invitations") => json!({"email": format!("{unique}@example.com"), "role": "viewer"}),
-        ("POST", "/api/organizations/{org_id}/api-keys") => json!({"name": "ci", "scopes": ["stats:read"]}),
-        ("POST", "/api/organizations/{org_id}/sites") => json!({"domain": format!("{}.example.com", &unique[..12]), "timezone": "UTC"}),
+        ("POST", "/api/organizations/{org_id}/invitations") => {
+            json!({"email": format!("{unique}@example.com"), "role": "viewer"})
+        }
+        ("POST", "/api/organizations/{org_id}/api-keys") => {
+            json!({"name": "ci", "scopes": ["stats:read"]})
+        }
+        ("POST", "/api/organizations/{org_id}/sites") => {
+            json!({"domain": format!("{}.example.com", &unique[..12]), "timezone": "UTC"})
+        }
         ("PATCH", "/api/sites/{site_id}") => json!({"name": "Renamed"}),
-        ("POST", "/api/sites/{site_id}/goals") => json!({"kind": "event", "event_name": format!("e{}", &unique[..8])}),
+        ("POST", "/api/sites/{site_id}/goals") => {
+            json!({"kind": "event", "event_name": format!("e{}", &unique[..8])})
+        }
         ("POST", "/api/invitations/accept") => json!({"token": "not-a-real-token"}),
+        ("POST", "/api/organizations/{org_id}/billing/checkout") => {
+            json!({"plan_id": "growth", "provider": "stripe"})
+        }
         ("PATCH", "/api/me") => json!({"name": "Someone"}),
         ("PUT", "/api/organizations/{org_id}/billing/details") => {
             json!({"country": "DE", "city": "Berlin", "postal_code": "10115", "address_lines": ["Invalidenstr. 1"]})
         }
         // The site is named in the body here, as Plausible's API does.
-        ("POST", "/api/v2/query") => json!({"site_id": w.site.to_string(), "metrics": ["visitors"], "date_range": "7d"}),
-        ("POST", "/api/shared/{slug}/query") => json!({"metrics": ["visitors"], "date_range": "7d"}),
+        ("POST", "/api/v2/query") => {
+            json!({"site_id": w.site.to_string(), "metrics": ["visitors"], "date_range": "7d"})
+        }
+        ("POST", "/api/shared/{slug}/query") => {
+            json!({"metrics": ["visitors"], "date_range": "7d"})
+        }
         _ => json!({}),
     }
 }
@@ -384,7 +402,9 @@ async fn api_keys_reach_only_their_organisation_and_scopes() {
     let outsider_key = api_key(&app, cast.outsider_org).await;
     let mut wrong = Vec::new();
     for (method, path, need) in MATRIX {
-        let (Org(permission) | Site(permission) | OrgPeople(permission)) = need else { continue };
+        let (Org(permission) | Site(permission) | OrgPeople(permission)) = need else {
+            continue;
+        };
         let key_may = |p| key_may(p) && !matches!(need, OrgPeople(_));
         let w = world(&app, &cast).await;
         let (status, body) = call_with(&app, method, &fill(path, &w), Some(&outsider_key), body_for(method, path, &w)).await;

@@ -15,6 +15,7 @@ use engagetrack_server::adapters::aws::secrets_manager::SecretsManagerSource;
 use engagetrack_server::adapters::aws::sdk_config;
 use engagetrack_server::auth::credentials::Email;
 use engagetrack_server::auth::rate_limit::{self, LoginKeys, PgSignInLimiter, SignInLimiter, Verdict};
+use engagetrack_server::billing::Provider;
 use engagetrack_server::blobs::{BlobError, BlobMeta, BlobStore};
 use engagetrack_server::salt::{self, SaltError, SaltStore};
 use engagetrack_server::secrets::{CachedSecrets, SecretSource, SecretsError};
@@ -111,7 +112,10 @@ async fn secrets_load_from_secrets_manager_and_rotate_after_the_ttl() {
     };
     let ports = Ports::from_config(&pool, &adapters).await.unwrap();
     let state = AppState::from_ports(pool, AppConfig::default(), ports).await.unwrap();
-    assert_eq!(*state.edge_signing_key, hex::decode(secret["edge-signing-key"].as_str().unwrap()).unwrap(), "the secret's key, not a generated one");
+    let old_edge_key = hex::decode(secret["edge-signing-key"].as_str().unwrap()).unwrap();
+    assert_eq!(state.keys.current().edge_signing_key(), old_edge_key, "the secret's key, not a generated one");
+    assert!(state.keys.current().metrics_token.is_none(), "a deployment's metrics token is optional");
+    assert!(state.keys.current().webhooks.get(Provider::Stripe).is_none());
     assert_eq!(state.cipher.key_ids(), vec![1]);
 
     // Before the rotation: a field sealed with key 1, a token signed with key 1.
@@ -120,9 +124,18 @@ async fn secrets_load_from_secrets_manager_and_rotate_after_the_ttl() {
     let (user, family) = (Uuid::new_v4(), Uuid::new_v4());
     let old_token = state.access_tokens.issue(user, family, Utc::now()).unwrap();
 
-    // The operator puts a new version that adds the next keys.
+    // The operator puts a new version that adds the next keys, rotates the
+    // edge's key (keeping the old one as previous), the address-hash key, and
+    // adds a metrics token and a Stripe webhook secret.
     secret.insert("field-key-2".into(), random_hex().into());
     secret.insert("jwt-key-2".into(), random_hex().into());
+    let old_ip_key = state.keys.current().ip_hash.clone();
+    let new_edge_key = random_hex();
+    secret.insert("edge-signing-key-previous".into(), secret["edge-signing-key"].clone());
+    secret.insert("edge-signing-key".into(), new_edge_key.clone().into());
+    secret.insert("ip-hash-key".into(), random_hex().into());
+    secret.insert("metrics-token".into(), random_hex().into());
+    secret.insert("stripe-webhook-secret".into(), hex::encode("whsec_rotated").into());
     sm.put_secret_value().secret_id("engagetrack/prod").secret_string(Value::from(secret.clone()).to_string()).send().await.unwrap();
 
     // Inside the TTL the cached version is still used.
@@ -147,6 +160,19 @@ async fn secrets_load_from_secrets_manager_and_rotate_after_the_ttl() {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
     };
     assert_eq!(header["kid"], "2");
+    // The service keys moved with the same version: batches signed with the
+    // new edge key and with the one it replaced are both accepted.
+    let keys = state.keys.current();
+    let (now, body) = (Utc::now().timestamp(), br#"{"events":[]}"#.as_slice());
+    let new_edge_key = hex::decode(&new_edge_key).unwrap();
+    assert_eq!(keys.edge_signing_key(), new_edge_key);
+    for key in [&new_edge_key, &old_edge_key] {
+        let signature = shared::batch::sign(key, now, body);
+        assert_eq!(keys.verify_batch(&now.to_string(), &signature, body, now), Ok(now));
+    }
+    assert_ne!(keys.ip_hash, old_ip_key);
+    assert_eq!(hex::encode(keys.metrics_token.as_deref().unwrap()), secret["metrics-token"].as_str().unwrap());
+    assert_eq!(keys.webhooks.get(Provider::Stripe), Some(b"whsec_rotated".as_slice()));
 
     // A version that forgets key 1 does not make old rows unreadable...
     secret.remove("field-key-1");

@@ -127,11 +127,7 @@ async fn the_ip_and_user_agent_never_reach_storage() {
         .unwrap()
         .get(0);
     assert_eq!(stored, VisitorHash::daily(&salt, site, ip.parse().unwrap(), UA).as_i64());
-    let sealed: Option<Vec<u8>> = client
-        .query_one("SELECT sensitive FROM events WHERE event_type = 'mailto'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let sealed: Option<Vec<u8>> = client.query_one("SELECT sensitive FROM events WHERE event_type = 'mailto'", &[]).await.unwrap().get(0);
     assert!(sealed.is_some_and(|s| s.len() > 28), "the mailto address is stored encrypted");
 }
 

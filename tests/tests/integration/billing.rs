@@ -115,7 +115,10 @@ async fn details_are_encrypted_and_records_outlive_the_purge() {
         }
     }
     let sub = app.as_user(&owner).get(&format!("/api/organizations/{org}/billing")).await.expect(200);
-    assert_eq!((sub["plan"]["id"].as_str(), sub["provider"].as_str(), sub["status"].as_str()), (Some("growth"), Some("stripe"), Some("active")));
+    assert_eq!(
+        (sub["plan"]["id"].as_str(), sub["provider"].as_str(), sub["status"].as_str()),
+        (Some("growth"), Some("stripe"), Some("active"))
+    );
     let records = app.as_user(&owner).get(&format!("/api/organizations/{org}/billing/records")).await.expect(200);
     assert_eq!(records.as_array().map(Vec::len), Some(1), "{records}");
     assert_eq!((records[0]["amount_minor"].as_i64(), records[0]["currency"].as_str()), (Some(1900), Some("EUR")));

@@ -5,7 +5,9 @@
 //! model; out-of-order delivery never moves a subscription backwards.
 
 use engagetrack_tests::TestApp;
-use engagetrack_tests::payment_fakes::{Delivery, Event, Life, Provider, Step, create_organization, deliver, send, sign, spawn_billing_app};
+use engagetrack_tests::payment_fakes::{
+    Delivery, Event, Life, Provider, Step, create_organization, deliver, send, sign, spawn_billing_app,
+};
 use uuid::Uuid;
 
 #[derive(Debug, PartialEq)]
@@ -78,7 +80,13 @@ async fn a_whole_life_per_provider() {
         let s = subscription(&app, org).await;
         assert_eq!(
             s,
-            Sub { plan: "growth".into(), provider: Some(provider_name(provider).into()), status: "active".into(), period_end: p1, cancel_at_period_end: false },
+            Sub {
+                plan: "growth".into(),
+                provider: Some(provider_name(provider).into()),
+                status: "active".into(),
+                period_end: p1,
+                cancel_at_period_end: false
+            },
             "{}",
             ctx("created")
         );
@@ -111,7 +119,10 @@ async fn a_whole_life_per_provider() {
         assert!(subscription(&app, org).await.cancel_at_period_end);
 
         send_all(&app, provider, &life.step(Step::CustomerUpdated)).await;
-        assert_eq!(count(&app, "SELECT count(*) FROM subscriptions WHERE organization_id = $1 AND customer_email IS NOT NULL", org).await, 1);
+        assert_eq!(
+            count(&app, "SELECT count(*) FROM subscriptions WHERE organization_id = $1 AND customer_email IS NOT NULL", org).await,
+            1
+        );
 
         // An event type we do not act on: 200, recorded as ignored.
         for e in life.step(Step::Unknown) {
@@ -122,7 +133,10 @@ async fn a_whole_life_per_provider() {
             .db
             .client()
             .await
-            .query_one("SELECT count(*) FROM billing_webhook_events WHERE provider = $1 AND outcome = 'ignored'", &[&provider_name(provider)])
+            .query_one(
+                "SELECT count(*) FROM billing_webhook_events WHERE provider = $1 AND outcome = 'ignored'",
+                &[&provider_name(provider)],
+            )
             .await
             .unwrap()
             .get(0);
@@ -149,7 +163,11 @@ async fn refused_deliveries_change_nothing() {
         let just_late = sign(provider, &provider.test_secret(), body.as_bytes(), now - 20, &event.delivery_id);
         let missing = Delivery { headers: vec![], body: body.clone().into_bytes() };
 
-        let mut cases = vec![("wrong secret", wrong_secret, 401, "signature"), ("tampered body", tampered, 401, "signature"), ("missing header", missing, 400, "missing")];
+        let mut cases = vec![
+            ("wrong secret", wrong_secret, 401, "signature"),
+            ("tampered body", tampered, 401, "signature"),
+            ("missing header", missing, 400, "missing"),
+        ];
         // LemonSqueezy signs no timestamp: nothing can be stale.
         if provider != Provider::LemonSqueezy {
             cases.push(("stale timestamp", stale, 401, "window"));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use engagetrack_server::adapters::redis::RedisCache;
-use engagetrack_server::cache::{CacheStore, InProcessStore};
+use engagetrack_server::adapters::redis::{RedisCache, RedisSettings};
+use engagetrack_server::cache::{CacheStore, InProcessStore, Write};
 use engagetrack_server::rollup;
 use engagetrack_server::seed::{DEMO_DOMAIN, SeedOptions, seed_demo};
 use engagetrack_server::stats::{self, QueryRequest, StatsSite};
@@ -22,7 +22,7 @@ use shared::SiteId;
 use uuid::Uuid;
 
 async fn app_with(redis: Option<&RedisServer>) -> TestApp {
-    TestApp::spawn_with(AppConfig { redis_url: redis.map(RedisServer::url), ..AppConfig::default() }).await
+    TestApp::spawn_with(AppConfig { redis: redis.map(RedisServer::settings), ..AppConfig::default() }).await
 }
 
 /// The demo site with ten days of traffic, the nine past ones rolled up,
@@ -190,6 +190,51 @@ async fn redis_caches_stats_answers_until_the_data_changes() {
     stats_answers_are_cached_until_the_data_changes(Some(&redis)).await;
 }
 
+/// ElastiCache with in-transit encryption: the same rules over `rediss://`.
+#[tokio::test]
+async fn redis_over_tls_caches_stats_answers_until_the_data_changes() {
+    let redis = RedisServer::start_tls();
+    stats_answers_are_cached_until_the_data_changes(Some(&redis)).await;
+}
+
+/// `rediss://` is verified: an unknown issuer or another host name fails the
+/// command (the answer then comes from the database), never plaintext.
+#[tokio::test]
+async fn rediss_is_verified_and_never_falls_back_to_plaintext() {
+    let redis = RedisServer::start_tls();
+    let ttl = Duration::from_secs(60);
+    let verified = RedisCache::connect_lazily(&redis.settings()).unwrap();
+    verified.set("et:tls-probe", b"sealed", ttl, Write::Invalidation).await.expect("a write over verified TLS");
+    assert_eq!(verified.get_many(&["et:tls-probe".to_owned()]).await.unwrap(), vec![Some(b"sealed".to_vec())]);
+    assert!(redis.command(&["GET", "et:tls-probe"]).unwrap().contains("sealed"), "the TLS port's server stored it");
+
+    let refused = [
+        ("public roots only", RedisSettings::url(redis.tls_url("localhost")), "UnknownIssuer"),
+        (
+            "an IP not in the certificate",
+            RedisSettings { url: redis.tls_url("127.0.0.1"), ca_file: Some(redis.ca_file()) },
+            "not valid for name",
+        ),
+    ];
+    for (case, settings, reason) in refused {
+        let cache = RedisCache::connect_lazily(&settings).unwrap();
+        let err = cache.set("et:tls-refused", b"x", ttl, Write::Invalidation).await.expect_err(case);
+        assert!(err.to_string().contains(reason), "{case}: {err}");
+    }
+    assert!(redis.keys("et:tls-refused").is_empty(), "nothing written without verification");
+
+    // A CA file with a plaintext URL is a configuration error, not a silent downgrade.
+    let plaintext = RedisSettings { url: redis.url(), ca_file: Some(redis.ca_file()) };
+    let err = RedisCache::connect_lazily(&plaintext).err().expect("refused");
+    assert!(err.to_string().contains("rediss://"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let err =
+        RedisCache::connect_lazily(&RedisSettings { url: redis.tls_url("localhost"), ca_file: Some(not_pem) }).err().expect("refused");
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+}
+
 #[tokio::test]
 async fn the_in_process_cache_follows_the_same_rules() {
     stats_answers_are_cached_until_the_data_changes(None).await;
@@ -222,7 +267,7 @@ async fn an_in_process_cache_sees_a_reroll_made_by_another_process() {
 async fn revoked_sessions_are_refused_at_once_by_every_process_sharing_redis() {
     let redis = RedisServer::start();
     let app = app_with(Some(&redis)).await;
-    let other_cache: Arc<dyn CacheStore> = Arc::new(RedisCache::connect_lazily(&redis.url()).unwrap());
+    let other_cache: Arc<dyn CacheStore> = Arc::new(RedisCache::connect_lazily(&redis.settings()).unwrap());
     let (other, _stop) = second_process(&app, other_cache).await;
     let user = app.sign_up_verified("sessions@example.com").await;
     let (second_token, _) = app.log_in(&user.email, &user.password).await;
@@ -384,7 +429,7 @@ async fn an_unresponsive_or_absent_redis_costs_a_timeout_not_an_answer() {
     drop(closed);
 
     for url in [silent_url, closed_url] {
-        let app = TestApp::spawn_with(AppConfig { redis_url: Some(url.clone()), ..AppConfig::default() }).await;
+        let app = TestApp::spawn_with(AppConfig { redis: Some(RedisSettings::url(url.clone())), ..AppConfig::default() }).await;
         let (site, viewer) = demo(&app).await;
         let body = pages_7d(DEMO_DOMAIN);
         for _ in 0..3 {

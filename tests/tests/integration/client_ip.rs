@@ -27,8 +27,7 @@ async fn app(mode: ClientIpMode) -> (TestApp, SiteId) {
 }
 
 async fn post(app: &TestApp, site: SiteId, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request =
-        reqwest::Client::new().post(app.url("/api/e")).header("content-type", "text/plain").header("user-agent", UA);
+    let mut request = reqwest::Client::new().post(app.url("/api/e")).header("content-type", "text/plain").header("user-agent", UA);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

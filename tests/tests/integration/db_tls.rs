@@ -6,11 +6,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use engagetrack_server::db::{self, DbError, DbTls};
 use engagetrack_server::local_postgres::{DB_USER, LocalCluster, server_user};
 use engagetrack_server::state::lambda;
+use engagetrack_tests::test_ca::TestCa;
 
 struct TlsCluster {
     _cluster: LocalCluster,
@@ -20,24 +20,9 @@ struct TlsCluster {
     _dir: tempfile::TempDir,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, and a server certificate it signed for `localhost` only (no IP address).
+/// The test CA's files, readable by the PostgreSQL server's user.
 fn make_certificates(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(dir, &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=EngageTrack test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]].concat());
-    openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
-        "-days", "2", "-extfile", "server.ext"]);
+    TestCa::for_localhost(dir);
     // PostgreSQL refuses a key anyone else can read.
     let owner = server_user().expect("server user");
     for file in ["server.key", "server.pem"] {

@@ -61,7 +61,9 @@ async fn load_with_restart(stack: &Stack, requests: Vec<reqwest::RequestBuilder>
         let (queue, acked, refused) = (queue.clone(), acked.clone(), refused.clone());
         senders.push(tokio::spawn(async move {
             loop {
-                let Some(request) = queue.lock().await.pop() else { break };
+                let Some(request) = queue.lock().await.pop() else {
+                    break;
+                };
                 let mut backoff = Duration::from_millis(20);
                 for attempt in 0.. {
                     assert!(attempt < 200, "gave up on a request");
@@ -120,7 +122,7 @@ async fn signed_batches_survive_a_database_restart_exactly_once() {
     let stack = stack().await;
     let pipeline = Pipeline::default();
     let salt = Salt::from_bytes([1; 32]);
-    let key = stack.state.edge_signing_key.to_vec();
+    let key = stack.state.keys.current().edge_signing_key().to_vec();
     let http = reqwest::Client::new();
     const BATCHES: usize = 120;
     const PER_BATCH: usize = 25;

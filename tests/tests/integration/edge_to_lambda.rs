@@ -61,11 +61,7 @@ async fn forward(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) 
         Err(_) => request.body(body.to_vec()).base64(),
     };
     let answer = bridge.ingest.lock().await.http(&request).await;
-    bridge
-        .answers
-        .lock()
-        .expect("answers")
-        .push((answer.status, serde_json::from_slice(&answer.body).unwrap_or(Value::Null)));
+    bridge.answers.lock().expect("answers").push((answer.status, serde_json::from_slice(&answer.body).unwrap_or(Value::Null)));
     let mut response = (AxumStatus::from_u16(answer.status).unwrap_or(AxumStatus::BAD_GATEWAY), answer.body).into_response();
     for (name, value) in &answer.headers {
         if matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
@@ -129,11 +125,7 @@ async fn a_beacon_goes_worker_to_ingest_lambda_to_postgres_with_the_scheduler_la
 
     // 2. The ingest Lambda behind the API Gateway bridge.
     let ingest = Lambda::start(Function::Ingest, &env(false)).await;
-    let bridge = Bridge {
-        ingest: Arc::new(tokio::sync::Mutex::new(ingest)),
-        answers: Arc::default(),
-        requests: Arc::default(),
-    };
+    let bridge = Bridge { ingest: Arc::new(tokio::sync::Mutex::new(ingest)), answers: Arc::default(), requests: Arc::default() };
     let bridge_addr = start_bridge(bridge.clone()).await;
 
     // 3. The worker, its SALTS KV holding exactly what the scheduler published.
@@ -174,7 +166,7 @@ async fn a_beacon_goes_worker_to_ingest_lambda_to_postgres_with_the_scheduler_la
     assert_eq!(total, 1, "exactly one row; bridge answers {:?}", bridge.answers.lock().unwrap());
     let answers = bridge.answers.lock().unwrap().clone();
     assert!(bridge.requests.load(Ordering::SeqCst) >= 1);
-    assert_eq!(answers[0], (200, json!({"stored": 1, "duplicates": 0, "rejected": 0})), "the ingest Lambda's answer to the first batch");
+    assert_eq!(answers[0], (200, json!({"stored": 1, "duplicates": 0, "rejected": 0, "over_quota": 0})), "the ingest Lambda's answer to the first batch");
 
     let row = client
         .query_one("SELECT ts, pathname, utm_source, browser, visitor_hash FROM events WHERE site_id = $1", &[site.as_uuid()])

@@ -21,8 +21,7 @@ use shared::{Salt, SiteId, VisitorHash};
 const IP: &str = "203.0.113.219";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 EdgeDistinctUA-9k2w";
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
-const HEADLESS: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36";
+const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
@@ -31,9 +30,8 @@ fn repo() -> PathBuf {
 /// The bundle and the tools must be there: a missing bundle is a failure, not a skip.
 fn wrangler() -> PathBuf {
     let build = repo().join("edge-worker/build");
-    let has_wasm = std::fs::read_dir(&build)
-        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wasm")))
-        .unwrap_or(false);
+    let has_wasm =
+        std::fs::read_dir(&build).map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wasm"))).unwrap_or(false);
     assert!(
         build.join("index.js").is_file() && has_wasm,
         "the edge worker bundle is missing from {}: run scripts/build-worker.sh (./dev test does)",
@@ -148,10 +146,8 @@ impl EdgeWorker {
         std::fs::write(&secrets, format!("EDGE_SIGNING_KEY={signing_key_hex}\n")).expect("write secrets");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("wrangler.log")).expect("log file");
-        let mut command = Self::wrangler_command(
-            dir.path(),
-            &["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"],
-        );
+        let mut command =
+            Self::wrangler_command(dir.path(), &["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"]);
         command
             .args(["--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("INGEST_URL:{ingest}")])
@@ -203,7 +199,13 @@ impl EdgeWorker {
     }
 
     /// A beacon with extra headers (a client address, spoofed forwarding headers).
-    async fn post_with(&self, headers: &[(&str, &str)], content_type: &str, user_agent: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    async fn post_with(
+        &self,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        user_agent: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         let mut request = reqwest::Client::new()
             .post(self.url("/api/e"))
             .header("content-type", content_type)
@@ -268,8 +270,7 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
     let site = app.create_site().await;
     let salt = random_salt();
     let [today, tomorrow] = days();
-    let worker =
-        EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+    let worker = EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     // The tracker, with a strong ETag and a long cache.
     let client = reqwest::Client::new();
@@ -345,11 +346,7 @@ async fn beacons_go_through_the_wasm_worker_into_postgres_exactly_once() {
         assert_eq!(row.get::<_, &str>("pathname"), "/edge");
         assert_eq!(row.get::<_, Option<&str>>("referrer_host"), Some("google.com"));
         assert_eq!(row.get::<_, Option<&str>>("utm_source"), Some("news"));
-        assert_eq!(
-            row.get::<_, i64>("visitor_hash"),
-            expected_visitor,
-            "hashed at the edge with the KV salt, CF-Connecting-IP and the UA"
-        );
+        assert_eq!(row.get::<_, i64>("visitor_hash"), expected_visitor, "hashed at the edge with the KV salt, CF-Connecting-IP and the UA");
         assert_eq!(row.get::<_, Option<&str>>("browser"), Some("Firefox"), "enriched at the edge from the UA");
         // No geo database in GEO here: request.cf is the fallback. wrangler
         // dev (CLOUDFLARE_CF_FETCH_ENABLED=false) gives every request miniflare's
@@ -374,8 +371,7 @@ async fn bad_beacons_get_4xx_with_reasons_from_the_worker() {
     let site = app.create_site().await;
     let salt = random_salt();
     let [today, tomorrow] = days();
-    let worker =
-        EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+    let worker = EdgeWorker::start(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let cases: Vec<(&str, String, &str, StatusCode, &str)> = bad_beacons(site, &pageview(site))
         .into_iter()
@@ -540,8 +536,7 @@ async fn failed_forwards_are_retried_then_queued_and_stored_once() {
     let salt = random_salt();
     let [today, tomorrow] = days();
     let ingest = FlakyIngest::start(app.url(""), 4).await;
-    let worker =
-        EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+    let worker = EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let answered = Instant::now();
     assert_eq!(worker.post("text/plain", UA, pageview(site).to_string()).await.status(), StatusCode::ACCEPTED);
@@ -575,8 +570,7 @@ async fn beacons_arriving_together_share_a_batch() {
     let salt = random_salt();
     let [today, tomorrow] = days();
     let ingest = FlakyIngest::start(app.url(""), 0).await;
-    let worker =
-        EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
+    let worker = EdgeWorker::start(&ingest.url(), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)]).await;
 
     let client = reqwest::Client::new();
     let mut posts = tokio::task::JoinSet::new();
@@ -611,13 +605,9 @@ async fn the_geo_database_in_kv_places_visitors() {
     let salt = random_salt();
     let [today, tomorrow] = days();
     let geo = repo().join("shared/testdata/GeoIP2-City-Test.mmdb");
-    let worker = EdgeWorker::start_with_geo(
-        &app.url(""),
-        &hex::encode(&app.edge_signing_key()),
-        &[(today, &salt), (tomorrow, &salt)],
-        Some(&geo),
-    )
-    .await;
+    let worker =
+        EdgeWorker::start_with_geo(&app.url(""), &hex::encode(&app.edge_signing_key()), &[(today, &salt), (tomorrow, &salt)], Some(&geo))
+            .await;
     for ip in ["81.2.69.142", "89.160.20.128"] {
         let r = worker.post_from(ip, "text/plain", UA, pageview(site).to_string()).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::{EventId, Pipeline, Processed, Salt, SiteId, Visit};
 
-const CHROME: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+const CHROME: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
 
 fn events(site: SiteId, n: u8) -> Batch {
     let pipeline = Pipeline::default();
@@ -49,18 +50,12 @@ async fn a_signed_batch_is_stored_once_and_a_replay_changes_nothing() {
     let now = Utc::now().timestamp();
     let first = send(&app, &body, &app.edge_signing_key(), now).await;
     assert_eq!(first.status(), StatusCode::OK);
-    assert_eq!(first.json::<Value>().await.unwrap(), json!({"stored": 20, "duplicates": 0, "rejected": 0}));
+    assert_eq!(first.json::<Value>().await.unwrap(), json!({"stored": 20, "duplicates": 0, "rejected": 0, "over_quota": 0}));
     let replay = send(&app, &body, &app.edge_signing_key(), now).await;
-    assert_eq!(replay.json::<Value>().await.unwrap(), json!({"stored": 0, "duplicates": 20, "rejected": 0}));
+    assert_eq!(replay.json::<Value>().await.unwrap(), json!({"stored": 0, "duplicates": 20, "rejected": 0, "over_quota": 0}));
     assert_eq!(app.count_events(site).await, 20);
-    let browser: Option<String> = app
-        .db
-        .client()
-        .await
-        .query_one("SELECT browser FROM events WHERE site_id = $1 LIMIT 1", &[site.as_uuid()])
-        .await
-        .unwrap()
-        .get(0);
+    let browser: Option<String> =
+        app.db.client().await.query_one("SELECT browser FROM events WHERE site_id = $1 LIMIT 1", &[site.as_uuid()]).await.unwrap().get(0);
     assert_eq!(browser.as_deref(), Some("Chrome"), "enrichment travels in the batch");
 }
 
@@ -97,7 +92,7 @@ async fn events_of_unknown_sites_are_counted_as_rejected() {
     batch.events.extend(events(SiteId::from_uuid(uuid_v4()), 3).events);
     let body = serde_json::to_vec(&batch).unwrap();
     let response = send(&app, &body, &app.edge_signing_key(), Utc::now().timestamp()).await;
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"stored": 2, "duplicates": 0, "rejected": 3}));
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"stored": 2, "duplicates": 0, "rejected": 3, "over_quota": 0}));
 }
 
 fn uuid_v4() -> uuid::Uuid {
@@ -129,7 +124,10 @@ async fn the_beacon_path_enriches_and_drops_bots() {
     };
     assert_eq!(post(CHROME).await, StatusCode::ACCEPTED);
     assert_eq!(post("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)").await, StatusCode::ACCEPTED);
-    assert_eq!(post("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36").await, StatusCode::ACCEPTED);
+    assert_eq!(
+        post("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/142.0.0.0 Safari/537.36").await,
+        StatusCode::ACCEPTED
+    );
     assert_eq!(app.count_events(site).await, 1, "bots answered 202 but not stored");
     let row = app
         .db

@@ -94,13 +94,7 @@ async fn a_beacon_through_the_ingest_lambda_is_stored_once_and_no_ip_is_kept_or_
     assert_eq!((answer.status, answer.body.clone()), (local.status, local.body.clone()));
     assert_eq!(answer.status, 202);
     assert_eq!(app.count_events(site).await, 1, "one beacon, one row");
-    let row = app
-        .db
-        .client()
-        .await
-        .query_one("SELECT pathname, browser FROM events WHERE site_id = $1", &[site.as_uuid()])
-        .await
-        .unwrap();
+    let row = app.db.client().await.query_one("SELECT pathname, browser FROM events WHERE site_id = $1", &[site.as_uuid()]).await.unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("/pricing".to_owned(), Some("Firefox".to_owned())));
     let dump = app.db.dump().await;
     assert!(!dump.contains(VISITOR_IP) && !dump.contains("LambdaDistinctUA"), "the address or UA reached storage");
@@ -184,16 +178,15 @@ async fn a_signed_batch_through_the_ingest_lambda_is_stored_once() {
     let mut ingest = lambda_for(&app, Function::Ingest).await;
     // API Gateway may hand the body over base64-encoded; the signature is over the bytes.
     let first = ingest.http(&signed_batch(&app.edge_signing_key(), &body).base64()).await;
-    assert_eq!((first.status, first.json()), (200, json!({"stored": 12, "duplicates": 0, "rejected": 0})));
+    assert_eq!((first.status, first.json()), (200, json!({"stored": 12, "duplicates": 0, "rejected": 0, "over_quota": 0})));
     let replay = signed_batch(&app.edge_signing_key(), &body);
     let (lambda, local) = (ingest.http(&replay).await, send_local(&app.url(""), &replay).await);
-    assert_eq!(lambda.json(), json!({"stored": 0, "duplicates": 12, "rejected": 0}));
+    assert_eq!(lambda.json(), json!({"stored": 0, "duplicates": 12, "rejected": 0, "over_quota": 0}));
     assert_eq!(lambda.visible(), local.visible());
     assert_eq!(app.count_events(site).await, 12);
-    for (name, request) in [
-        ("forged", signed_batch(b"not the key", &body)),
-        ("unsigned", HttpRequest::new("POST", "/ingest/batch").body(body.clone())),
-    ] {
+    for (name, request) in
+        [("forged", signed_batch(b"not the key", &body)), ("unsigned", HttpRequest::new("POST", "/ingest/batch").body(body.clone()))]
+    {
         let (lambda, local) = (ingest.http(&request).await, send_local(&app.url(""), &request).await);
         assert_eq!(lambda.status, 401, "{name}");
         assert_eq!(lambda.visible(), local.visible(), "{name}");
@@ -291,10 +284,7 @@ async fn rollups(app: &TestApp) -> Vec<String> {
         .db
         .client()
         .await
-        .query(
-            "SELECT (to_jsonb(d) - 'rolled_up_at')::text FROM daily_rollups d ORDER BY day, dimension, value",
-            &[],
-        )
+        .query("SELECT (to_jsonb(d) - 'rolled_up_at')::text FROM daily_rollups d ORDER BY day, dimension, value", &[])
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
@@ -347,12 +337,7 @@ async fn connections_to(db: &TestDb) -> i64 {
 }
 
 async fn has_migrations(db: &TestDb) -> bool {
-    db.client()
-        .await
-        .query_one("SELECT to_regclass('public.refinery_schema_history') IS NOT NULL", &[])
-        .await
-        .unwrap()
-        .get(0)
+    db.client().await.query_one("SELECT to_regclass('public.refinery_schema_history') IS NOT NULL", &[]).await.unwrap().get(0)
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod authorization;
 mod aws_adapters;
 mod beacon;
 mod billing;
+mod billing_checkout;
 mod billing_webhooks;
 mod cache;
 mod client_ip;

@@ -39,7 +39,7 @@ async fn beacon(app: &TestApp, body: serde_json::Value, ua: &str) -> StatusCode 
 #[tokio::test]
 async fn metrics_need_the_token_and_count_each_outcome() {
     let app = TestApp::spawn().await;
-    let token = hex::encode(app.state.metrics_token.as_deref().expect("the local secrets file makes a metrics token").as_slice());
+    let token = hex::encode(app.state.keys.current().metrics_token.as_deref().expect("the local secrets file makes a metrics token"));
 
     let anonymous = scrape(&app, None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);

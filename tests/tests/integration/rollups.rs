@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate, Utc};
+use engagetrack_server::retention;
 use engagetrack_server::rollup::{self, SESSION_GAP_MINUTES};
 use engagetrack_server::seed::{SeedOptions, seed_demo};
-use engagetrack_server::retention;
 use engagetrack_tests::TestApp;
 use shared::batch::Batch;
 use shared::{EventId, Processed, Salt, SiteId, Visit};
@@ -74,7 +74,10 @@ async fn rolled_totals(app: &TestApp, site: SiteId, day: NaiveDate) -> Totals {
         .unwrap();
     let Some(row) = row else { return Totals::default() };
     let entry_pages = client
-        .query("SELECT value, visits FROM daily_rollups WHERE site_id = $1 AND day = $2 AND dimension = 'entry_page'", &[site.as_uuid(), &day])
+        .query(
+            "SELECT value, visits FROM daily_rollups WHERE site_id = $1 AND day = $2 AND dimension = 'entry_page'",
+            &[site.as_uuid(), &day],
+        )
         .await
         .unwrap()
         .iter()
@@ -179,7 +182,10 @@ async fn a_late_event_rerolls_its_day() {
     let at = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
     let event = |n: u8, minutes: i64| {
         let body = format!(r#"{{"site":"{site}","type":"pageview","url":"https://example.com/late{n}","sid":"late-session"}}"#);
-        let visit = Visit { ip: "192.0.2.1".parse().unwrap(), user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0" };
+        let visit = Visit {
+            ip: "192.0.2.1".parse().unwrap(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
+        };
         let id = EventId::new(at + Duration::minutes(minutes), [n; 10]);
         match app.state.ingest.pipeline().process(body.as_bytes(), visit, &Salt::from_bytes([2; 32]), id).unwrap() {
             Processed::Event(e) => *e,
@@ -209,7 +215,10 @@ async fn retention_deletes_old_raw_events_and_erased_accounts_but_keeps_rollups(
     let mut events = Vec::new();
     for (n, days_ago) in [(1u8, 20i64), (2, 11), (3, 5), (4, 0)] {
         let body = format!(r#"{{"site":"{site}","type":"pageview","url":"https://example.com/r{n}","sid":"ret-session"}}"#);
-        let visit = Visit { ip: "192.0.2.9".parse().unwrap(), user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0" };
+        let visit = Visit {
+            ip: "192.0.2.9".parse().unwrap(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0",
+        };
         let id = EventId::new(now - Duration::days(days_ago), [n; 10]);
         events.push(app.state.ingest.prepare(body.as_bytes(), visit, id, &salt).await.unwrap().unwrap());
     }
@@ -231,7 +240,10 @@ async fn retention_deletes_old_raw_events_and_erased_accounts_but_keeps_rollups(
     user("gone@example.com", Some(31)).await;
     user("leaving@example.com", Some(3)).await;
     user("here@example.com", None).await;
-    client.execute("INSERT INTO audit_log (action, created_at) VALUES ('old', now() - interval '3 years'), ('new', now())", &[]).await.unwrap();
+    client
+        .execute("INSERT INTO audit_log (action, created_at) VALUES ('old', now() - interval '3 years'), ('new', now())", &[])
+        .await
+        .unwrap();
 
     let purged = retention::run(&app.state.pool, now).await.unwrap();
     assert_eq!((purged.events, purged.users, purged.audit_log), (2, 1, 1));

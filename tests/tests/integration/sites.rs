@@ -45,7 +45,10 @@ async fn sites_are_created_normalised_listed_changed_and_deleted() {
     assert_eq!(a.get("/api/sites/WWW.example.com").await.expect(200)["id"], json!(id));
 
     let changed = a
-        .patch(&format!("/api/sites/{id}"), json!({"name": "Main", "retention_days": 3650, "excluded_paths": [], "timezone": "America/New_York", "active": false}))
+        .patch(
+            &format!("/api/sites/{id}"),
+            json!({"name": "Main", "retention_days": 3650, "excluded_paths": [], "timezone": "America/New_York", "active": false}),
+        )
         .await
         .expect(200);
     assert_eq!((changed["name"].as_str(), changed["retention_days"].as_i64()), (Some("Main"), Some(3650)));
@@ -160,7 +163,8 @@ async fn goals_of_each_kind() {
     assert_eq!((visit["display_name"].as_str(), visit["page_path"].as_str()), (Some("Visit /thanks/*"), Some("/thanks/*")));
     let signup = a.post(goals, json!({"kind": "event", "event_name": "Signup"})).await.expect(201);
     assert_eq!(signup["display_name"], "Signup");
-    let revenue = a.post(goals, json!({"kind": "revenue", "event_name": "Purchase", "currency": "eur", "display_name": "Sales"})).await.expect(201);
+    let revenue =
+        a.post(goals, json!({"kind": "revenue", "event_name": "Purchase", "currency": "eur", "display_name": "Sales"})).await.expect(201);
     assert_eq!((revenue["currency"].as_str(), revenue["display_name"].as_str()), (Some("EUR"), Some("Sales")));
     a.post(goals, json!({"kind": "event", "event_name": "Signup"})).await.expect_error(409, "already has a goal");
 
@@ -263,7 +267,12 @@ async fn installation_check_flips_after_a_beacon() {
 async fn the_ingest_honours_allowed_hostnames_and_excluded_paths() {
     let app = TestApp::spawn().await;
     let alice = app.sign_up_verified("alice@example.com").await;
-    let created = site(&app, &alice, json!({"domain": "example.com", "allowed_hostnames": ["example.com", "*.example.com"], "excluded_paths": ["/admin/*"]})).await;
+    let created = site(
+        &app,
+        &alice,
+        json!({"domain": "example.com", "allowed_hostnames": ["example.com", "*.example.com"], "excluded_paths": ["/admin/*"]}),
+    )
+    .await;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     let send = |url: &'static str, kind: &'static str| {
         let mut body = json!({"site": id, "type": kind, "url": url, "sid": "s3ss10n-r4nd0m"});
@@ -281,7 +290,15 @@ async fn the_ingest_honours_allowed_hostnames_and_excluded_paths() {
     // Dropped ones still answer 202: the sender learns nothing.
     assert_eq!(send("https://copycat.test/", "pageview").await, 202);
     assert_eq!(send("https://example.com/admin/users", "pageview").await, 202);
-    let stored = || async { app.db.client().await.query_one("SELECT count(*) FROM events WHERE site_id = $1::text::uuid", &[&id]).await.unwrap().get::<_, i64>(0) };
+    let stored = || async {
+        app.db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM events WHERE site_id = $1::text::uuid", &[&id])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
     assert_eq!(stored().await, 0);
     assert_eq!(send("https://example.com/pricing", "pageview").await, 202);
     assert_eq!(send("https://shop.example.com/", "pageview").await, 202);

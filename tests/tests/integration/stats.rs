@@ -17,8 +17,17 @@ use shared::{EventId, Salt, SiteId, Visit};
 const DAYS: i64 = 45;
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0";
 const FULL: &[&str] = &[
-    "visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "time_on_page", "scroll_depth", "events",
-    "total_revenue", "average_revenue",
+    "visitors",
+    "visits",
+    "pageviews",
+    "views_per_visit",
+    "bounce_rate",
+    "visit_duration",
+    "time_on_page",
+    "scroll_depth",
+    "events",
+    "total_revenue",
+    "average_revenue",
 ];
 
 /// The demo site with 45 days of traffic and goals, every past day rolled
@@ -205,8 +214,25 @@ async fn rollups_and_raw_events_agree_on_every_breakdown() {
         json!({"metrics": ["visitors", "events", "conversion_rate", "total_revenue"], "date_range": "30d", "dimensions": ["event:goal"]}),
     ];
     for d in [
-        "entry_page", "exit_page", "source", "channel", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-        "country", "region", "city", "browser", "browser_version", "os", "os_version", "device", "screen",
+        "entry_page",
+        "exit_page",
+        "source",
+        "channel",
+        "referrer",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "country",
+        "region",
+        "city",
+        "browser",
+        "browser_version",
+        "os",
+        "os_version",
+        "device",
+        "screen",
     ] {
         bodies.push(json!({"metrics": FULL, "date_range": "30d", "dimensions": [format!("visit:{d}")],
                            "include": {"comparisons": {"mode": "previous_period"}}}));
@@ -226,7 +252,12 @@ async fn rollups_and_raw_events_agree_on_every_breakdown() {
     // A range that ends today: rolled-up days plus today's raw events.
     let range = json!([(f.today() - Duration::days(12)).to_string(), f.today().to_string()]);
     for dims in [json!([]), json!(["visit:country"]), json!(["time:day"]), json!(["event:page"])] {
-        let resp = f.both(site, req(site, json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate"], "date_range": range, "dimensions": dims}))).await;
+        let resp = f
+            .both(
+                site,
+                req(site, json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate"], "date_range": range, "dimensions": dims})),
+            )
+            .await;
         assert_eq!(resp.meta.source, "mixed", "{dims}");
     }
 }
@@ -252,7 +283,10 @@ async fn today_and_filters_match_counts_made_from_raw_rows() {
         (json!([["is_not", "visit:browser", ["Chrome"]]]), Box::new(|r: &Row| !is(&r.browser, "Chrome"))),
         (json!([["contains", "event:page", ["blog"]]]), Box::new(|r: &Row| r.pathname.contains("blog"))),
         (json!([["contains_not", "event:page", ["blog"]]]), Box::new(|r: &Row| !r.pathname.contains("blog"))),
-        (json!([["matches", "event:page", ["^/docs(/|$)"]]]), Box::new(|r: &Row| r.pathname == "/docs" || r.pathname.starts_with("/docs/"))),
+        (
+            json!([["matches", "event:page", ["^/docs(/|$)"]]]),
+            Box::new(|r: &Row| r.pathname == "/docs" || r.pathname.starts_with("/docs/")),
+        ),
         (json!([["matches_not", "event:page", ["^/$"]]]), Box::new(|r: &Row| r.pathname != "/")),
         (
             json!([["is", "visit:device", ["mobile"]], ["contains", "event:page", ["pric"]]]),
@@ -264,7 +298,10 @@ async fn today_and_filters_match_counts_made_from_raw_rows() {
         ),
         (json!([["not", ["is", "visit:device", ["mobile"]]]]), Box::new(|r: &Row| !is(&r.device, "mobile"))),
         (
-            json!([["and", [["not", ["is", "event:page", ["/"]]], ["or", [["is", "event:name", ["Signup"]], ["is", "event:page", ["/pricing"]]]]]]]),
+            json!([[
+                "and",
+                [["not", ["is", "event:page", ["/"]]], ["or", [["is", "event:name", ["Signup"]], ["is", "event:page", ["/pricing"]]]]]
+            ]]),
             Box::new(|r: &Row| r.pathname != "/" && (r.name == "Signup" || r.pathname == "/pricing")),
         ),
     ];
@@ -282,7 +319,8 @@ async fn today_and_filters_match_counts_made_from_raw_rows() {
     let events_before = f.app.count_events(site.id).await;
     let resp = f.demo(req(site, json!({"metrics": ["visitors"], "date_range": "30d", "filters": [["is", "visit:country", [evil]], ["contains", "event:page", [evil]]]}))).await;
     assert_eq!(metric(&resp, 0, 0), &json!(0));
-    let resp = f.demo(req(site, json!({"metrics": ["visitors"], "date_range": "30d", "dimensions": [format!("event:props:{evil}")]}))).await;
+    let resp =
+        f.demo(req(site, json!({"metrics": ["visitors"], "date_range": "30d", "dimensions": [format!("event:props:{evil}")]}))).await;
     assert!(resp.results.is_empty());
     assert_eq!(f.app.count_events(site.id).await, events_before, "the events table is intact");
 }
@@ -294,7 +332,9 @@ async fn goals_conversion_rates_and_revenue_match_raw_rows() {
     let today = f.today();
     let rows = raw_rows(&f.app, site.id, day_start(today - Duration::days(30)), day_start(today)).await;
     let (total, _) = count(&rows, |_| true);
-    let resp = f.demo(req(site, json!({"metrics": ["visitors", "events", "conversion_rate"], "date_range": "30d", "dimensions": ["event:goal"]}))).await;
+    let resp = f
+        .demo(req(site, json!({"metrics": ["visitors", "events", "conversion_rate"], "date_range": "30d", "dimensions": ["event:goal"]})))
+        .await;
     assert_eq!(resp.meta.source, "rollups");
     let by_goal: BTreeMap<&str, &Vec<Value>> = resp.results.iter().map(|r| (r.dimensions[0].as_str(), &r.metrics)).collect();
     let goal_rows: [(&str, Box<dyn Fn(&Row) -> bool>); 4] = [
@@ -312,8 +352,13 @@ async fn goals_conversion_rates_and_revenue_match_raw_rows() {
     }
 
     // A goal filter with a breakdown: converted visitors of each source over that source's visitors.
-    let resp = f.demo(req(site, json!({"metrics": ["visitors", "conversion_rate"], "date_range": "30d", "dimensions": ["visit:source"],
-                                        "filters": [["is", "event:goal", ["Pricing"]]], "pagination": {"limit": 1}}))).await;
+    let resp = f
+        .demo(req(
+            site,
+            json!({"metrics": ["visitors", "conversion_rate"], "date_range": "30d", "dimensions": ["visit:source"],
+                                        "filters": [["is", "event:goal", ["Pricing"]]], "pagination": {"limit": 1}}),
+        ))
+        .await;
     let source = resp.results[0].dimensions[0].clone();
     let in_source = |r: &Row| r.source.as_deref() == Some(source.as_str());
     let (base, _) = count(&rows, in_source);
@@ -356,8 +401,13 @@ async fn goals_conversion_rates_and_revenue_match_raw_rows() {
 async fn pagination_order_and_other_sites() {
     let f = Fixture::new().await;
     let site = &f.demo;
-    let all = f.demo(req(site, json!({"metrics": ["visitors", "pageviews"], "date_range": "30d", "dimensions": ["event:page"],
-                                       "order_by": [["pageviews", "desc"]], "include": {"total_rows": true}}))).await;
+    let all = f
+        .demo(req(
+            site,
+            json!({"metrics": ["visitors", "pageviews"], "date_range": "30d", "dimensions": ["event:page"],
+                                       "order_by": [["pageviews", "desc"]], "include": {"total_rows": true}}),
+        ))
+        .await;
     let pageviews: Vec<i64> = all.results.iter().map(|r| r.metrics[1].as_i64().unwrap()).collect();
     assert!(pageviews.windows(2).all(|w| w[0] >= w[1]), "{pageviews:?}");
     assert_eq!(all.meta.total_rows, Some(all.results.len() as u64));
@@ -366,14 +416,24 @@ async fn pagination_order_and_other_sites() {
                                         "order_by": [["pageviews", "desc"]], "pagination": {"limit": 3, "offset": 2}, "include": {"total_rows": true}}))).await;
     assert_eq!(page.results, all.results[2..5].to_vec());
     assert_eq!(page.meta.total_rows, all.meta.total_rows);
-    let by_name = f.demo(req(site, json!({"metrics": ["visitors"], "date_range": "30d", "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}))).await;
+    let by_name = f
+        .demo(req(
+            site,
+            json!({"metrics": ["visitors"], "date_range": "30d", "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}),
+        ))
+        .await;
     let names: Vec<&String> = by_name.results.iter().map(|r| &r.dimensions[0]).collect();
     assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
 
     // The other site sees its own three visits and nothing of the demo's traffic.
-    let other = f.both(&f.other, req(&f.other, json!({"metrics": ["visitors", "pageviews"], "date_range": "30d", "dimensions": ["event:page"]}))).await;
+    let other = f
+        .both(&f.other, req(&f.other, json!({"metrics": ["visitors", "pageviews"], "date_range": "30d", "dimensions": ["event:page"]})))
+        .await;
     assert_eq!(other.results.len(), 1);
-    assert_eq!((other.results[0].dimensions.clone(), other.results[0].metrics.clone()), (vec!["/other-only".to_owned()], vec![json!(3), json!(3)]));
+    assert_eq!(
+        (other.results[0].dimensions.clone(), other.results[0].metrics.clone()),
+        (vec!["/other-only".to_owned()], vec![json!(3), json!(3)])
+    );
 }
 
 #[tokio::test]
@@ -401,11 +461,16 @@ async fn days_and_hours_are_the_site_timezone() {
     let rows: Vec<(String, Value)> = resp.results.iter().map(|r| (r.dimensions[0].clone(), r.metrics[0].clone())).collect();
     assert_eq!(rows, vec![(d.to_string(), json!(1)), (next.to_string(), json!(1))]);
     assert_eq!(resp.meta.time_labels, Some(vec![d.to_string(), next.to_string()]));
-    let resp = run(json!({"metrics": ["visitors"], "date_range": [next.to_string(), next.to_string()], "dimensions": ["time:hour"]}), Source::Auto).await;
+    let resp = run(
+        json!({"metrics": ["visitors"], "date_range": [next.to_string(), next.to_string()], "dimensions": ["time:hour"]}),
+        Source::Auto,
+    )
+    .await;
     assert_eq!(resp.results.len(), 1);
     assert_eq!(resp.results[0].dimensions, vec![format!("{next} 08:00:00")]);
     // Local days cut UTC days: whole UTC days inside from rollups, the edges from raw events.
-    let body = json!({"metrics": ["visitors", "visits", "pageviews"], "date_range": [(d - Duration::days(3)).to_string(), next.to_string()]});
+    let body =
+        json!({"metrics": ["visitors", "visits", "pageviews"], "date_range": [(d - Duration::days(3)).to_string(), next.to_string()]});
     let auto = run(body.clone(), Source::Auto).await;
     assert_eq!(auto.meta.source, "mixed");
     assert_eq!(auto.results, run(body, Source::RawOnly).await.results);
@@ -422,7 +487,10 @@ async fn bad_requests_are_typed_errors() {
         (json!({"metrics": ["visitors"], "date_range": "30d", "dimensions": ["visit:galaxy"]}), "unknown dimension `visit:galaxy`"),
         (json!({"metrics": ["visitors"], "date_range": ["2026-01-31", "2026-01-01"]}), "invalid date range"),
         (json!({"metrics": ["visitors"], "date_range": ["1990-01-01", "2026-01-01"]}), "at most 3660"),
-        (json!({"metrics": ["visitors"], "date_range": "30d", "filters": [["matches", "event:page", ["(unclosed"]]]}), "invalid regular expression"),
+        (
+            json!({"metrics": ["visitors"], "date_range": "30d", "filters": [["matches", "event:page", ["(unclosed"]]]}),
+            "invalid regular expression",
+        ),
         (json!({"metrics": ["visitors"], "date_range": "30d", "pagination": {"limit": 0}}), "invalid pagination"),
         (json!({"metrics": ["conversion_rate"], "date_range": "30d"}), "needs an event:goal"),
         (json!({"metrics": ["bounce_rate"], "date_range": "30d", "dimensions": ["event:name"]}), "bounce_rate"),

@@ -139,18 +139,34 @@ async fn csv_export_and_share_links() {
     app.as_user(&editor).get(&format!("/api/sites/{demo}/export.csv?date_range=nonsense")).await.expect_error(400, "date range");
 
     // A password-protected public link answers the same numbers, read-only, for its own site only.
-    let link = app.as_user(&editor).post(&format!("/api/sites/{demo}/shared-links"), json!({"name": "Board", "password": "a long secret"})).await.expect(201);
+    let link = app
+        .as_user(&editor)
+        .post(&format!("/api/sites/{demo}/shared-links"), json!({"name": "Board", "password": "a long secret"}))
+        .await
+        .expect(201);
     let slug = link["slug"].as_str().unwrap().to_owned();
     let query = json!({"metrics": ["visitors", "pageviews"], "date_range": "7d"});
     let client = reqwest::Client::new();
     let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).json(&query).send().await.unwrap();
     assert_eq!(res.status(), 401);
-    let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "wrong one").json(&query).send().await.unwrap();
+    let res = client
+        .post(app.url(&format!("/api/shared/{slug}/query")))
+        .header("x-share-password", "wrong one")
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     let other = app.create_site().await;
     let mut elsewhere = query.clone();
     elsewhere["site_id"] = other.to_string().into();
-    let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "a long secret").json(&elsewhere).send().await.unwrap();
+    let res = client
+        .post(app.url(&format!("/api/shared/{slug}/query")))
+        .header("x-share-password", "a long secret")
+        .json(&elsewhere)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let shared: Value = res.json().await.unwrap();
     let mut own = query.clone();
@@ -163,10 +179,22 @@ async fn csv_export_and_share_links() {
 
     // Guessing the link's password is throttled: 20 misses, then even the right one waits.
     for _ in 0..19 {
-        let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "guess").json(&query).send().await.unwrap();
+        let res = client
+            .post(app.url(&format!("/api/shared/{slug}/query")))
+            .header("x-share-password", "guess")
+            .json(&query)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
     }
-    let res = client.post(app.url(&format!("/api/shared/{slug}/query"))).header("x-share-password", "a long secret").json(&query).send().await.unwrap();
+    let res = client
+        .post(app.url(&format!("/api/shared/{slug}/query")))
+        .header("x-share-password", "a long secret")
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 429);
 }
 
@@ -181,14 +209,13 @@ async fn nul_characters_are_refused_with_a_reason() {
     me.patch(&format!("/api/organizations/{}", owner.organization_id), json!({"settings": {"k": "a\u{0}b"}}))
         .await
         .expect_error(400, "NUL");
-    me.patch(&format!("/api/organizations/{}", owner.organization_id), json!({"settings": {"a\u{0}": 1}}))
-        .await
-        .expect_error(400, "NUL");
+    me.patch(&format!("/api/organizations/{}", owner.organization_id), json!({"settings": {"a\u{0}": 1}})).await.expect_error(400, "NUL");
     let site = me
         .post(&format!("/api/organizations/{}/sites", owner.organization_id), json!({"domain": "nul.example.com", "timezone": "UTC"}))
         .await
         .expect(201);
-    let query = json!({"site_id": site["id"], "metrics": ["visitors"], "date_range": "7d", "filters": [["is", "visit:source", ["x\u{0}y"]]]});
+    let query =
+        json!({"site_id": site["id"], "metrics": ["visitors"], "date_range": "7d", "filters": [["is", "visit:source", ["x\u{0}y"]]]});
     me.post("/api/v2/query", query).await.expect_error(400, "NUL");
     let answer = me.post("/api/v2/query", json!({"site_id": "nul\u{0}.example.com", "metrics": ["visitors"], "date_range": "7d"})).await;
     assert!(answer.status.is_client_error(), "{} {}", answer.status, answer.body);

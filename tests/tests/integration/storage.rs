@@ -35,7 +35,8 @@ async fn a_retried_batch_is_stored_once() {
     let app = TestApp::spawn().await;
     let site = app.create_site().await;
     let salt = Salt::from_bytes([5; 32]);
-    let visit = Visit { ip: "198.51.100.1".parse().unwrap(), user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0" };
+    let visit =
+        Visit { ip: "198.51.100.1".parse().unwrap(), user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0" };
     let mut batch = Vec::new();
     for n in 0..50 {
         let body = format!(r#"{{"site":"{site}","type":"pageview","url":"https://example.com/{n}","sid":"abcdefgh"}}"#);
@@ -112,11 +113,7 @@ async fn seed_demo_sends_a_month_through_the_ingest_path() {
     assert!(n(1) >= 8 && n(2) >= 8 && n(3) >= 3 && n(4) >= 5 && n(5) >= 6);
     assert!(n(6) > 500, "daily unique visitors: {}", n(6));
 
-    let login: String = client
-        .query_one("SELECT password_hash FROM users WHERE email = $1", &[&demo.email])
-        .await
-        .unwrap()
-        .get(0);
+    let login: String = client.query_one("SELECT password_hash FROM users WHERE email = $1", &[&demo.email]).await.unwrap().get(0);
     assert!(engagetrack_server::accounts::verify_password(&demo.password, &login));
 
     let again = seed_demo(&app.state, now, options).await.unwrap();

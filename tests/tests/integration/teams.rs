@@ -31,7 +31,10 @@ async fn organizations_are_created_listed_and_changed() {
     assert_eq!(mine[0]["role"], "owner");
 
     let created = api.post("/api/organizations", json!({"name": "  Acme Inc  ", "slug": "acme"})).await.expect(201);
-    assert_eq!((created["name"].as_str(), created["slug"].as_str(), created["role"].as_str()), (Some("Acme Inc"), Some("acme"), Some("owner")));
+    assert_eq!(
+        (created["name"].as_str(), created["slug"].as_str(), created["role"].as_str()),
+        (Some("Acme Inc"), Some("acme"), Some("owner"))
+    );
     let org = created["id"].as_str().unwrap_or_default().to_owned();
     api.post("/api/organizations", json!({"name": "Other", "slug": "acme"})).await.expect_error(409, "taken");
     let generated = api.post("/api/organizations", json!({"name": "Ünïcode Ltd"})).await.expect(201);
@@ -43,7 +46,10 @@ async fn organizations_are_created_listed_and_changed() {
     api.post("/api/organizations", json!({"name": "X", "owner": "me"})).await.expect_error(400, "unknown field");
     api.post_raw("/api/organizations", "application/json", "{not json").await.expect(400);
 
-    let changed = api.patch(&format!("/api/organizations/{org}"), json!({"name": "Acme", "slug": "acme-inc", "settings": {"week_starts_on": "monday"}})).await.expect(200);
+    let changed = api
+        .patch(&format!("/api/organizations/{org}"), json!({"name": "Acme", "slug": "acme-inc", "settings": {"week_starts_on": "monday"}}))
+        .await
+        .expect(200);
     assert_eq!((changed["name"].as_str(), changed["slug"].as_str()), (Some("Acme"), Some("acme-inc")));
     assert_eq!(changed["settings"]["week_starts_on"], "monday");
     api.patch(&format!("/api/organizations/{org}"), json!({"settings": [1, 2]})).await.expect_error(400, "settings");
@@ -69,7 +75,8 @@ async fn invitations_end_to_end() {
     assert!(mail.subject.contains("Acme"), "{}", mail.subject);
     assert!(mail.body.contains("/accept-invite?token="), "{}", mail.body);
     let bob_token = token_from_mail(&mail.body);
-    let stored: Vec<u8> = app.db.client().await.query_one("SELECT token_hash FROM invitations WHERE email = 'bob@example.com'", &[]).await.unwrap().get(0);
+    let stored: Vec<u8> =
+        app.db.client().await.query_one("SELECT token_hash FROM invitations WHERE email = 'bob@example.com'", &[]).await.unwrap().get(0);
     assert_ne!(stored, bob_token.as_bytes(), "only the hash is stored");
 
     let listed = admin.get(&invitations).await.expect(200);
@@ -96,9 +103,21 @@ async fn invitations_end_to_end() {
     // Expired: older than 7 days.
     admin.post(&invitations, json!({"email": "carol@example.com", "role": "viewer"})).await.expect(201);
     let carol_token = token_from_mail(&app.last_mail_to("carol@example.com").await.body);
-    app.db.client().await.execute("UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE email = 'carol@example.com'", &[]).await.unwrap();
+    app.db
+        .client()
+        .await
+        .execute("UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE email = 'carol@example.com'", &[])
+        .await
+        .unwrap();
     app.as_user(&carol).post("/api/invitations/accept", json!({"token": carol_token})).await.expect_error(400, "expired");
-    let expires: chrono::DateTime<chrono::Utc> = app.db.client().await.query_one("SELECT created_at + interval '7 days' FROM invitations WHERE email = 'carol@example.com'", &[]).await.unwrap().get(0);
+    let expires: chrono::DateTime<chrono::Utc> = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT created_at + interval '7 days' FROM invitations WHERE email = 'carol@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(expires > chrono::Utc::now(), "invitations are made to last 7 days");
 
     // A new invitation replaces the old one; a revoked one is dead.
@@ -139,7 +158,9 @@ async fn role_rules_hold() {
     // Admins manage members but never owners, and never make owners.
     b.patch(&member(&alice), json!({"role": "viewer"})).await.expect_error(403, "owner");
     b.patch(&member(&carol), json!({"role": "owner"})).await.expect_error(403, "owner");
-    b.post(&format!("/api/organizations/{org}/invitations"), json!({"email": "x@example.com", "role": "owner"})).await.expect_error(403, "owner");
+    b.post(&format!("/api/organizations/{org}/invitations"), json!({"email": "x@example.com", "role": "owner"}))
+        .await
+        .expect_error(403, "owner");
     b.delete(&member(&alice)).await.expect_error(403, "owner");
     b.patch(&member(&bob), json!({"role": "owner"})).await.expect_error(403, "own role");
     b.patch(&format!("/api/organizations/{org}"), json!({"name": "Mine now"})).await.expect(403);
@@ -199,9 +220,15 @@ async fn other_tenants_get_404_everywhere() {
     let goal = a.post(&format!("/api/sites/{site_id}/goals"), json!({"kind": "event", "event_name": "Signup"})).await.expect(201);
     let link = a.post(&format!("/api/sites/{site_id}/shared-links"), json!({})).await.expect(201);
     let key = a.post(&format!("/api/organizations/{org}/api-keys"), json!({"name": "k", "scopes": ["sites:read"]})).await.expect(201);
-    let inv = a.post(&format!("/api/organizations/{org}/invitations"), json!({"email": "x@example.com", "role": "viewer"})).await.expect(201);
+    let inv =
+        a.post(&format!("/api/organizations/{org}/invitations"), json!({"email": "x@example.com", "role": "viewer"})).await.expect(201);
     let (goal_id, link_id, key_id, inv_id) = (&goal["id"], &link["id"], &key["id"], &inv["id"]);
-    let (goal_id, link_id, key_id, inv_id) = (goal_id.as_str().unwrap_or_default(), link_id.as_str().unwrap_or_default(), key_id.as_str().unwrap_or_default(), inv_id.as_str().unwrap_or_default());
+    let (goal_id, link_id, key_id, inv_id) = (
+        goal_id.as_str().unwrap_or_default(),
+        link_id.as_str().unwrap_or_default(),
+        key_id.as_str().unwrap_or_default(),
+        inv_id.as_str().unwrap_or_default(),
+    );
 
     let m = app.as_user(&mallory);
     let o = format!("/api/organizations/{org}");
@@ -253,7 +280,11 @@ async fn api_keys_are_scoped_shown_once_and_revocable() {
     let a = app.as_user(&alice);
     let keys = format!("/api/organizations/{org}/api-keys");
     a.post(&format!("/api/organizations/{org}/sites"), json!({"domain": "alice.test"})).await.expect(201);
-    let bobs_site = app.as_user(&bob).post(&format!("/api/organizations/{}/sites", bob.organization_id), json!({"domain": "bob.test"})).await.expect(201);
+    let bobs_site = app
+        .as_user(&bob)
+        .post(&format!("/api/organizations/{}/sites", bob.organization_id), json!({"domain": "bob.test"}))
+        .await
+        .expect(201);
 
     let created = a.post(&keys, json!({"name": "Reporting", "scopes": ["sites:read", "stats:read"]})).await.expect(201);
     let key = created["key"].as_str().unwrap_or_default().to_owned();

@@ -175,20 +175,14 @@ impl EdgeKv for CloudflareKv {
         if let Some(at) = entry.expires_at {
             url.query_pairs_mut().append_pair("expiration", &at.timestamp().to_string());
         }
-        let request = self
-            .http
-            .request(Method::PUT, url)
-            .header(reqwest::header::CONTENT_TYPE, "text/plain")
-            .body(entry.value.clone());
+        let request = self.http.request(Method::PUT, url).header(reqwest::header::CONTENT_TYPE, "text/plain").body(entry.value.clone());
         self.call::<serde_json::Value>(request).await.map(drop)
     }
 
     async fn put_many(&self, namespace: EdgeNamespace, entries: &[KvEntry]) -> Result<(), EdgePublishError> {
         for chunk in entries.chunks(BULK_LIMIT) {
-            let pairs: Vec<BulkPair<'_>> = chunk
-                .iter()
-                .map(|e| BulkPair { key: &e.key, value: &e.value, expiration: e.expires_at.map(|t| t.timestamp()) })
-                .collect();
+            let pairs: Vec<BulkPair<'_>> =
+                chunk.iter().map(|e| BulkPair { key: &e.key, value: &e.value, expiration: e.expires_at.map(|t| t.timestamp()) }).collect();
             let request = self.http.request(Method::PUT, self.url(namespace, &["bulk"])).json(&pairs);
             self.call::<serde_json::Value>(request).await?;
         }

@@ -3,4 +3,5 @@
 
 pub mod aws;
 pub mod cloudflare_kv;
+pub mod payments;
 pub mod redis;

@@ -7,6 +7,7 @@
 //! limited: one per [`WARN_EVERY`] while Redis stays away, one note when it
 //! is back.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,17 +28,69 @@ struct Health {
     down: bool,
 }
 
+/// Where the shared cache is: `ENGAGETRACK_REDIS_URL`, and for `rediss://`
+/// with a private CA, `ENGAGETRACK_REDIS_CA_FILE` (PEM). Without a CA file a
+/// `rediss://` server is verified against the public roots (ElastiCache's
+/// certificates chain to Amazon's public roots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RedisSettings {
+    pub fn url(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ca_file: None }
+    }
+
+    /// None when no URL is set: the cache is then this process's own.
+    pub fn from_env() -> Option<Self> {
+        let var = |name| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Some(Self { url: var("ENGAGETRACK_REDIS_URL")?, ca_file: var("ENGAGETRACK_REDIS_CA_FILE").map(PathBuf::from) })
+    }
+
+    fn encrypted(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    fn client(&self) -> Result<::redis::Client, CacheError> {
+        let invalid = |e: ::redis::RedisError| CacheError::Config(e.to_string());
+        if !self.encrypted() {
+            if self.ca_file.is_some() {
+                return Err(CacheError::Config(
+                    "ENGAGETRACK_REDIS_CA_FILE is set but the URL is redis:// (plaintext); use rediss://".into(),
+                ));
+            }
+            return ::redis::Client::open(self.url.as_str()).map_err(invalid);
+        }
+        // The tree's rustls carries ring only; say so once for the process
+        // (a provider already installed is as good).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let Some(path) = &self.ca_file else {
+            return ::redis::Client::open(self.url.as_str()).map_err(invalid);
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| CacheError::Config(format!("cannot read ENGAGETRACK_REDIS_CA_FILE {}: {e}", path.display())))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(CacheError::Config(format!("ENGAGETRACK_REDIS_CA_FILE {} holds no PEM certificate", path.display())));
+        }
+        let certificates = ::redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+        ::redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(invalid)
+    }
+}
+
 pub struct RedisCache {
     connection: ConnectionManager,
     health: Mutex<Health>,
 }
 
 impl RedisCache {
-    /// Parses the URL (`redis://[:password@]host[:port][/db]`) and prepares a
-    /// connection made on first use: a Redis that is away at start-up delays
-    /// nothing and fails nothing.
-    pub fn connect_lazily(url: &str) -> Result<Self, CacheError> {
-        let client = ::redis::Client::open(url).map_err(|e| CacheError::Config(e.to_string()))?;
+    /// Parses the URL (`redis[s]://[[user]:password@]host[:port][/db]`) and
+    /// prepares a connection made on first use: a Redis that is away at
+    /// start-up delays nothing and fails nothing. A `rediss://` server whose
+    /// certificate does not verify is a failed connection, never plaintext.
+    pub fn connect_lazily(settings: &RedisSettings) -> Result<Self, CacheError> {
+        let client = settings.client()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -61,7 +114,9 @@ impl RedisCache {
     }
 
     fn failed(&self, error: &CacheError) {
-        let Ok(mut h) = self.health.lock() else { return };
+        let Ok(mut h) = self.health.lock() else {
+            return;
+        };
         let now = Instant::now();
         h.down = true;
         h.skip_until = Some(now + BREAKER_OPEN);

@@ -6,10 +6,13 @@
 //! verified body into one [`BillingEvent`]; [`state`] is the subscription state
 //! machine, written once over `BillingEvent`; [`store`] holds the SQL.
 
+pub mod checkout;
 pub mod details;
 pub mod lemonsqueezy;
+pub mod limits;
 pub mod paddle;
 pub mod polar;
+pub mod quota;
 pub mod signature;
 pub mod state;
 pub mod store;
@@ -44,6 +47,16 @@ impl Provider {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The secret-store name of this provider's API key (checkout, portal).
+    pub fn api_key_name(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe-api-key",
+            Provider::Paddle => "paddle-api-key",
+            Provider::Lemonsqueezy => "lemonsqueezy-api-key",
+            Provider::Polar => "polar-access-token",
+        }
     }
 
     /// The secret-store name of this provider's webhook signing secret.
@@ -184,30 +197,42 @@ pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// with a fresh `ts`, so a short window refuses no genuine delivery).
 pub const PADDLE_TOLERANCE_SECS: i64 = 5;
 
-/// The webhook signing secrets found in the secret store; a provider without
-/// one is not configured and its endpoint answers 404.
+/// One secret per provider found in the secret store (webhook signing
+/// secrets, API keys); a provider without one is not configured for that use.
 #[derive(Clone, Default)]
-pub struct WebhookSecrets {
+pub struct ProviderSecrets {
     secrets: Vec<(Provider, Vec<u8>)>,
 }
 
-impl std::fmt::Debug for WebhookSecrets {
+impl std::fmt::Debug for ProviderSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.secrets.iter().map(|(p, _)| p.as_str())).finish()
     }
 }
 
-impl WebhookSecrets {
-    pub fn from_secrets(secrets: &Secrets) -> Self {
-        let secrets = Provider::ALL
-            .into_iter()
-            .filter_map(|p| secrets.get(p.webhook_secret_name()).filter(|s| !s.is_empty()).map(|s| (p, s.to_vec())))
-            .collect();
+impl ProviderSecrets {
+    /// The webhook signing secrets (`<provider>-webhook-secret`).
+    pub fn webhooks(secrets: &Secrets) -> Self {
+        Self::named(secrets, Provider::webhook_secret_name)
+    }
+
+    /// The API keys checkout and portal links are made with.
+    pub fn api_keys(secrets: &Secrets) -> Self {
+        Self::named(secrets, Provider::api_key_name)
+    }
+
+    fn named(secrets: &Secrets, name: fn(Provider) -> &'static str) -> Self {
+        let secrets =
+            Provider::ALL.into_iter().filter_map(|p| secrets.get(name(p)).filter(|s| !s.is_empty()).map(|s| (p, s.to_vec()))).collect();
         Self { secrets }
     }
 
     pub fn get(&self, provider: Provider) -> Option<&[u8]> {
         self.secrets.iter().find(|(p, _)| *p == provider).map(|(_, s)| s.as_slice())
+    }
+
+    pub fn providers(&self) -> Vec<Provider> {
+        self.secrets.iter().map(|(p, _)| *p).collect()
     }
 }
 

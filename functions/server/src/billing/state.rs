@@ -62,13 +62,7 @@ pub fn belongs(current: &Subscription, provider: Provider, external_subscription
 }
 
 /// `plan_id`: the plan the event's price maps to, when it maps to one.
-pub fn decide(
-    current: &Subscription,
-    provider: Provider,
-    occurred_at: DateTime<Utc>,
-    change: &Change,
-    plan_id: Option<&str>,
-) -> Decision {
+pub fn decide(current: &Subscription, provider: Provider, occurred_at: DateTime<Utc>, change: &Change, plan_id: Option<&str>) -> Decision {
     let mut next = current.clone();
     match change {
         Change::Subscription(s) => {
@@ -195,7 +189,10 @@ mod tests {
         assert_eq!(decide(&cancelled, Provider::Stripe, t + Duration::seconds(5), &sub(Status::Active, 31), None), Decision::Stale);
         // Same second: a cancellation is not undone.
         assert_eq!(decide(&cancelled, Provider::Stripe, t + Duration::seconds(10), &sub(Status::Active, 31), None), Decision::Stale);
-        assert!(matches!(decide(&active, Provider::Paddle, t + Duration::seconds(20), &sub(Status::Active, 31), None), Decision::Ignore(_)));
+        assert!(matches!(
+            decide(&active, Provider::Paddle, t + Duration::seconds(20), &sub(Status::Active, 31), None),
+            Decision::Ignore(_)
+        ));
     }
 
     #[test]

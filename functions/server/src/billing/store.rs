@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::details::BillingDetails;
+use super::quota::{EFFECTIVE_PLAN_SQL, QuotaState};
 use super::state::{self, Decision, Subscription};
 use super::{BillingEvent, Change, Provider, RecordEvent, Status};
 use crate::audit::{self, Action};
@@ -159,7 +160,9 @@ async fn apply_change(
         Change::PaymentFailed { external_subscription_id } => (None, Some(external_subscription_id.as_str()), None),
         Change::Record(r) => (r.organization_id, r.external_subscription_id.as_deref(), r.external_customer_id.as_deref()),
         Change::Customer { external_customer_id, .. } => (None, None, Some(external_customer_id.as_str())),
-        Change::Unknown => return Ok((None, Outcome::Ignored(format!("`{}` is not an event we act on", event.event_type)))),
+        Change::Unknown => {
+            return Ok((None, Outcome::Ignored(format!("`{}` is not an event we act on", event.event_type))));
+        }
     };
     let Some(org) = organization_of(tx, provider, org_hint, sub_id, customer_id).await? else {
         return Ok((None, Outcome::Ignored("no organisation matches this event".into())));
@@ -327,6 +330,35 @@ pub struct SubscriptionView {
     pub current_period_end: DateTime<Utc>,
     pub cancel_at_period_end: bool,
     pub usage: Usage,
+    /// The limits in force (the default plan's while paused or cancelled) and
+    /// where this period stands against them.
+    pub quota: QuotaView,
+    /// This period's 80 % / 100 % notices, newest first.
+    pub notices: Vec<QuotaNotice>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct QuotaView {
+    /// The plan whose limits apply now.
+    pub plan_id: String,
+    pub plan_name: String,
+    pub monthly_events: i64,
+    pub max_sites: i32,
+    pub max_members: i32,
+    pub state: QuotaState,
+    /// `usage.events` as a share of `monthly_events`, in whole percent (rounded down).
+    pub percent: i64,
+    pub grace_percent: i64,
+    /// Events refused this period because the quota and grace were used up.
+    pub dropped_events: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct QuotaNotice {
+    pub threshold: i16,
+    pub events: i64,
+    pub quota: i64,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -364,7 +396,42 @@ pub async fn subscription(db: &impl GenericClient, org: Uuid, now: DateTime<Utc>
             &[&org, &s.current_period_start, &today],
         )
         .await?;
+    let limits = db
+        .query_one(
+            &format!(
+                "SELECT q.plan_id, q.plan_name, q.quota, q.max_sites, q.max_members,
+                        coalesce((SELECT dropped FROM quota_drops d WHERE d.organization_id = q.organization_id AND d.period_start = q.current_period_start), 0)
+                 FROM ({EFFECTIVE_PLAN_SQL}) q WHERE q.organization_id = $1"
+            ),
+            &[&org],
+        )
+        .await?;
+    let notices = db
+        .query(
+            "SELECT threshold, events, quota, created_at FROM quota_notices WHERE organization_id = $1 AND period_start = $2
+             ORDER BY threshold DESC",
+            &[&org, &s.current_period_start],
+        )
+        .await?
+        .iter()
+        .map(|r| QuotaNotice { threshold: r.get(0), events: r.get(1), quota: r.get(2), created_at: r.get(3) })
+        .collect();
+    let events: i64 = usage.get(0);
+    let monthly_events: i64 = limits.get(2);
+    let quota = QuotaView {
+        plan_id: limits.get(0),
+        plan_name: limits.get(1),
+        monthly_events,
+        max_sites: limits.get(3),
+        max_members: limits.get(4),
+        state: QuotaState::of(events, monthly_events),
+        percent: i64::try_from(i128::from(events) * 100 / i128::from(monthly_events.max(1))).unwrap_or(i64::MAX),
+        grace_percent: crate::billing::quota::GRACE_PERCENT,
+        dropped_events: limits.get(5),
+    };
     Ok(SubscriptionView {
+        quota,
+        notices,
         plan: Plan {
             id: row.get("pid"),
             name: row.get("name"),

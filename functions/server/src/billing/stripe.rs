@@ -58,9 +58,7 @@ fn status(s: &str) -> Status {
 /// The subscription an invoice belongs to: `subscription` (API versions up
 /// to 2025-02) or `parent.subscription_details.subscription` (later ones).
 fn invoice_subscription(o: &Value) -> Option<String> {
-    json::str_at(o, "/subscription")
-        .or_else(|| json::str_at(o, "/parent/subscription_details/subscription"))
-        .map(str::to_owned)
+    json::str_at(o, "/subscription").or_else(|| json::str_at(o, "/parent/subscription_details/subscription")).map(str::to_owned)
 }
 
 pub fn parse(body: &[u8]) -> Result<BillingEvent, WebhookError> {
@@ -80,7 +78,8 @@ pub fn parse(body: &[u8]) -> Result<BillingEvent, WebhookError> {
             let id = json::str_at(o, "/id").ok_or_else(|| missing("id"))?.to_owned();
             let raw_status = json::str_at(o, "/status").ok_or_else(|| missing("status"))?;
             // The period moved from the subscription to its items in 2025 API versions.
-            let period = |field: &str| json::unix_at(o, &format!("/{field}")).or_else(|| json::unix_at(o, &format!("/items/data/0/{field}")));
+            let period =
+                |field: &str| json::unix_at(o, &format!("/{field}")).or_else(|| json::unix_at(o, &format!("/items/data/0/{field}")));
             Change::Subscription(SubscriptionState {
                 organization_id: json::organization_at(o, "/metadata/organization_id"),
                 external_subscription_id: id,
@@ -166,6 +165,9 @@ mod tests {
         assert_eq!(verify(b"whsec_new", &headers(&both), body, now), Ok(()));
         assert_eq!(verify(b"whsec_new", &headers(&both), br#"{"id":"evt_2"}"#, now), Err(WebhookError::BadSignature));
         assert!(matches!(verify(b"whsec_new", &headers("t=1492774577"), body, now), Err(WebhookError::MalformedHeader { .. })));
-        assert_eq!(verify(b"whsec_new", &headers(&good), body, now + chrono::Duration::seconds(301)), Err(WebhookError::Stale { skew: 301, window: 300 }));
+        assert_eq!(
+            verify(b"whsec_new", &headers(&good), body, now + chrono::Duration::seconds(301)),
+            Err(WebhookError::Stale { skew: 301, window: 300 })
+        );
     }
 }

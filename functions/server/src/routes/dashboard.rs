@@ -25,7 +25,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Pages of the app that mail links and redirects open directly.
-pub const ENTRY_PATHS: &[&str] = &["/", "/verify-email", "/reset-password", "/accept-invite", "/signed-in"];
+pub const ENTRY_PATHS: &[&str] = &["/", "/verify-email", "/reset-password", "/accept-invite", "/signed-in", "/billing"];
 
 pub fn router() -> Router<AppState> {
     let mut router = Router::new()

@@ -71,6 +71,7 @@ pub(crate) fn refusal_of(status: StatusCode) -> crate::metrics::Refusal {
         StatusCode::NOT_FOUND => Refusal::UnknownSite,
         StatusCode::FORBIDDEN => Refusal::InactiveSite,
         StatusCode::UNAUTHORIZED => Refusal::BadSignature,
+        StatusCode::PAYMENT_REQUIRED => Refusal::OverQuota,
         s if s.is_server_error() => Refusal::Unavailable,
         _ => Refusal::Invalid,
     }
@@ -96,7 +97,9 @@ async fn collect_beacon(State(state): State<AppState>, request: Request) -> Resu
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
     let essence = ct.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if essence == "text/plain" || essence == "application/json" {
         Ok(())
@@ -120,6 +123,7 @@ pub(crate) fn ingest_error(e: IngestError) -> ApiError {
         IngestError::Beacon(e) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
         e @ IngestError::UnknownSite(_) => ApiError::not_found(e.to_string()),
         e @ IngestError::InactiveSite(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+        e @ IngestError::OverQuota { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, e.to_string()),
         IngestError::Unavailable(reason) => {
             tracing::warn!(%reason, "beacon not stored");
             ApiError::unavailable("storage is unavailable; retry later")

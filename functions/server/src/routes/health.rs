@@ -16,7 +16,8 @@ pub fn router() -> Router<AppState> {
 /// Prometheus scrapes this with `Authorization: Bearer <metrics-token>` (the
 /// secret's hex). Without the secret configured the route does not exist.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(token) = state.metrics_token.as_deref() else {
+    let keys = state.keys.current();
+    let Some(token) = keys.metrics_token.as_deref() else {
         return Err(ApiError::not_found("metrics are not configured (no `metrics-token` secret)"));
     };
     let presented = headers

@@ -27,6 +27,7 @@ async fn receive_batch(state: State<AppState>, request: Request) -> Result<Json<
             global().count_ingest(Path::Batch, Outcome::Stored, Refusal::None, outcome.stored);
             global().count_ingest(Path::Batch, Outcome::Duplicate, Refusal::None, outcome.duplicates);
             global().count_ingest(Path::Batch, Outcome::Refused, Refusal::SiteNotAccepting, outcome.rejected);
+            global().count_ingest(Path::Batch, Outcome::Refused, Refusal::OverQuota, outcome.over_quota);
         }
         // A refused batch counts once: its events were never read.
         Err(e) => global().count_ingest(Path::Batch, Outcome::Refused, super::edge::refusal_of(e.status), 1),
@@ -41,7 +42,10 @@ async fn receive_signed_batch(State(state): State<AppState>, request: Request) -
     let timestamp = header(TIMESTAMP_HEADER).ok_or_else(|| unauthorized(format!("missing {TIMESTAMP_HEADER}")))?;
     let signature = header(SIGNATURE_HEADER).ok_or_else(|| unauthorized(format!("missing {SIGNATURE_HEADER}")))?;
     let body = read_at_most(body, MAX_BATCH_BYTES).await?;
-    batch::verify(&state.edge_signing_key, &timestamp, &signature, &body, chrono::Utc::now().timestamp())
+    state
+        .keys
+        .current()
+        .verify_batch(&timestamp, &signature, &body, chrono::Utc::now().timestamp())
         .map_err(|e| unauthorized(e.to_string()))?;
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a batch: {e}")))?;

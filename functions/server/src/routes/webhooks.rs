@@ -40,7 +40,8 @@ async fn receive(State(state): State<AppState>, Path(provider): Path<String>, he
         let name: String = provider.chars().take(40).collect();
         return Err(ApiError::not_found(format!("no webhook receiver for `{name}`")));
     };
-    let Some(secret) = state.webhook_secrets.get(provider) else {
+    let keys = state.keys.current();
+    let Some(secret) = keys.webhooks.get(provider) else {
         return Err(ApiError::not_found(format!(
             "{} webhooks are not configured (no `{}` in the secret store)",
             provider.as_str(),

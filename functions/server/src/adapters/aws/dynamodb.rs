@@ -69,7 +69,10 @@ impl DynamoSaltStore {
         if number(&item, "expires_at").is_none_or(|at| at <= now.timestamp()) {
             return Ok(None);
         }
-        let bytes = item.get("salt").and_then(|v| v.as_b().ok()).ok_or_else(|| SaltError::Unavailable(format!("the salt item of {day} has no `salt`")))?;
+        let bytes = item
+            .get("salt")
+            .and_then(|v| v.as_b().ok())
+            .ok_or_else(|| SaltError::Unavailable(format!("the salt item of {day} has no `salt`")))?;
         Salt::try_from(bytes.as_ref()).map(Some).map_err(|e| SaltError::Unavailable(e.to_string()))
     }
 
@@ -135,7 +138,8 @@ impl SaltStore for DynamoSaltStore {
         if day < salt::oldest_live_day(now) || day > today + Duration::days(1) {
             return Err(SaltError::Expired(day));
         }
-        let salt = if day >= today { self.get_or_create(day, now).await? } else { self.read(day, now).await?.ok_or(SaltError::Expired(day))? };
+        let salt =
+            if day >= today { self.get_or_create(day, now).await? } else { self.read(day, now).await?.ok_or(SaltError::Expired(day))? };
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(day, salt.clone());
         Ok(salt)
     }

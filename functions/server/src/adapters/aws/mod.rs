@@ -41,7 +41,8 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     if let Some((id, secret)) = &settings.static_credentials {
-        loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(id, secret, None, None, "engagetrack-settings"));
+        loader =
+            loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(id, secret, None, None, "engagetrack-settings"));
     }
     loader.load().await
 }

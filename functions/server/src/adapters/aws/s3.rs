@@ -38,7 +38,9 @@ pub async fn fetch(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, 
     let answer = client.get_object().bucket(bucket).key(key).send().await;
     let object = match answer {
         Ok(object) => object,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Err(BlobError::NotFound(format!("s3://{bucket}/{key}"))),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            return Err(BlobError::NotFound(format!("s3://{bucket}/{key}")));
+        }
         Err(e) => return Err(unavailable(e)),
     };
     let bytes = object.body.collect().await.map_err(unavailable)?;

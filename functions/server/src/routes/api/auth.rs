@@ -230,7 +230,7 @@ pub(crate) fn token_response(state: &AppState, issued: Issued, now: DateTime<Utc
 
 pub(crate) fn login_keys(state: &AppState, headers: &HeaderMap, transport: &Transport, email: &Email) -> ApiResult<LoginKeys> {
     let ip = client_ip(state.config.client_ip, headers, transport).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(LoginKeys::new(email, ip, &state.ip_hash_key))
+    Ok(LoginKeys::new(email, ip, &state.keys.current().ip_hash))
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {

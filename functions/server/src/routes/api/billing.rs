@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -13,6 +14,8 @@ use super::access;
 use super::{ApiPath, ErrorBody, JsonBody, now};
 use crate::audit::{self, Action};
 use crate::auth::{Caller, Permission, SignedInUser};
+use crate::billing::Provider;
+use crate::billing::checkout::{self, CheckoutError, CheckoutLink, CheckoutRequest, PaymentApiError, PortalRequest};
 use crate::billing::details::{BillingDetails, DetailsError};
 use crate::billing::store::{self, RecordView, SubscriptionView};
 use crate::error::{ApiError, ApiResult};
@@ -20,9 +23,46 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list_plans))
+        .routes(routes!(start_checkout))
+        .routes(routes!(open_portal))
         .routes(routes!(get_subscription))
         .routes(routes!(get_details, put_details))
         .routes(routes!(list_records))
+}
+
+impl From<crate::billing::limits::LimitError> for ApiError {
+    fn from(e: crate::billing::limits::LimitError) -> Self {
+        match e {
+            crate::billing::limits::LimitError::Db(e) => e.into(),
+            limit => ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, limit.to_string()),
+        }
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(e: CheckoutError) -> Self {
+        match e {
+            CheckoutError::Db(e) => e.into(),
+            e @ (CheckoutError::UnknownPlan(_) | CheckoutError::NoPrice { .. }) => ApiError::bad_request(e.to_string()),
+            e @ (CheckoutError::OtherProvider { .. } | CheckoutError::AlreadySubscribed { .. } | CheckoutError::NoProvider) => {
+                ApiError::conflict(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<PaymentApiError> for ApiError {
+    fn from(e: PaymentApiError) -> Self {
+        match e {
+            e @ PaymentApiError::NotPossible(_) => ApiError::conflict(e.to_string()),
+            // The provider, not the request, failed: a gateway error naming it.
+            e => {
+                tracing::warn!(error = %e, "payment provider call failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+            }
+        }
+    }
 }
 
 impl From<DetailsError> for ApiError {
@@ -76,4 +116,149 @@ async fn put_details(
         serde_json::json!({"country": details.country, "has_vat_id": details.vat_id.is_some()})).await?;
     tx.commit().await?;
     Ok(Json(details))
+}
+
+/// A plan as offered: its limits and the providers it can be bought through here.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PlanOffer {
+    pub id: String,
+    pub name: String,
+    pub monthly_events: i64,
+    pub max_sites: i32,
+    pub max_members: i32,
+    pub retention_days: i32,
+    /// The plan new organisations start on (not bought).
+    pub is_default: bool,
+    pub trial_days: Option<i32>,
+    /// Providers with a price for this plan and an API key in this deployment.
+    pub providers: Vec<Provider>,
+}
+
+#[utoipa::path(get, path = "/api/billing/plans", tag = "billing",
+    responses((status = 200, body = Vec<PlanOffer>), (status = 401, body = ErrorBody)))]
+async fn list_plans(State(state): State<AppState>, _user: SignedInUser) -> ApiResult<Json<Vec<PlanOffer>>> {
+    let keys = state.keys.current();
+    let configured = keys.payment_api_keys.providers();
+    let db = state.pool.get().await?;
+    let rows = db
+        .query(
+            "SELECT id, name, monthly_events, max_sites, max_members, retention_days, is_default, trial_days, price_ids
+             FROM plans ORDER BY monthly_events, id",
+            &[],
+        )
+        .await?;
+    let plans = rows
+        .iter()
+        .map(|r| {
+            let prices: serde_json::Value = r.get(8);
+            let providers = configured
+                .iter()
+                .copied()
+                .filter(|p| prices.get(p.as_str()).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty()))
+                .collect();
+            PlanOffer {
+                id: r.get(0),
+                name: r.get(1),
+                monthly_events: r.get(2),
+                max_sites: r.get(3),
+                max_members: r.get(4),
+                retention_days: r.get(5),
+                is_default: r.get(6),
+                trial_days: r.get(7),
+                providers,
+            }
+        })
+        .collect();
+    Ok(Json(plans))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartCheckout {
+    pub plan_id: String,
+    pub provider: Provider,
+}
+
+#[utoipa::path(post, path = "/api/organizations/{org_id}/billing/checkout", tag = "billing", params(("org_id" = Uuid, Path)),
+    request_body = StartCheckout,
+    responses((status = 201, body = CheckoutLink, description = "send the customer to `url`"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such organisation, or the provider is not configured"),
+              (status = 409, body = ErrorBody, description = "the organisation pays through another provider, or already subscribes"),
+              (status = 502, body = ErrorBody, description = "the provider failed or refused")))]
+async fn start_checkout(
+    State(state): State<AppState>,
+    user: SignedInUser,
+    ApiPath(org): ApiPath<Uuid>,
+    JsonBody(req): JsonBody<StartCheckout>,
+) -> ApiResult<(StatusCode, Json<CheckoutLink>)> {
+    let db = state.pool.get().await?;
+    access::organization(&db, &Caller::User(user), org, Permission::ManageBilling).await?;
+    let keys = state.keys.current();
+    let key = keys.payment_api_keys.get(req.provider).ok_or_else(|| not_configured(req.provider))?;
+    let plan = checkout::plan_for(&db, org, &req.plan_id, req.provider).await?;
+    let email: Option<String> = db.query_opt("SELECT email FROM users WHERE id = $1", &[&user.user_id]).await?.map(|r| r.get(0));
+    let back = format!("{}/billing?org={org}", state.config.public_url());
+    let request = CheckoutRequest {
+        organization_id: org,
+        price_id: plan.price_id,
+        customer_email: email,
+        external_customer_id: plan.external_customer_id,
+        success_url: format!("{back}&checkout=done"),
+        cancel_url: back,
+        idempotency_key: Uuid::new_v4(),
+    };
+    let link = state.payments.client(req.provider, key)?.create_checkout(&request).await?;
+    checkout::record(&db, org, &plan.plan_id, &link, user.user_id).await?;
+    audit::record(
+        &db,
+        Some(org),
+        Some(user.user_id),
+        Action::CheckoutStarted,
+        Some(&link.external_id),
+        serde_json::json!({"provider": req.provider.as_str(), "plan": plan.plan_id}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(link)))
+}
+
+fn not_configured(provider: Provider) -> ApiError {
+    ApiError::not_found(format!("{} checkout is not configured (no `{}` in the secret store)", provider.as_str(), provider.api_key_name()))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PortalLink {
+    pub provider: Provider,
+    /// Short-lived: open it now.
+    pub url: String,
+}
+
+#[utoipa::path(post, path = "/api/organizations/{org_id}/billing/portal", tag = "billing", params(("org_id" = Uuid, Path)),
+    responses((status = 200, body = PortalLink, description = "the provider's customer portal: plan changes, payment method, cancellation"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such organisation, or the provider is not configured"),
+              (status = 409, body = ErrorBody, description = "no subscription with a provider yet"),
+              (status = 502, body = ErrorBody, description = "the provider failed or refused")))]
+async fn open_portal(State(state): State<AppState>, user: SignedInUser, ApiPath(org): ApiPath<Uuid>) -> ApiResult<Json<PortalLink>> {
+    let db = state.pool.get().await?;
+    access::organization(&db, &Caller::User(user), org, Permission::ManageBilling).await?;
+    let (provider, ids) = checkout::portal_for(&db, org).await?;
+    let keys = state.keys.current();
+    let key = keys.payment_api_keys.get(provider).ok_or_else(|| not_configured(provider))?;
+    let request = PortalRequest {
+        external_customer_id: ids.external_customer_id,
+        external_subscription_id: ids.external_subscription_id,
+        return_url: format!("{}/billing?org={org}", state.config.public_url()),
+    };
+    let url = state.payments.client(provider, key)?.portal(&request).await?;
+    audit::record(
+        &db,
+        Some(org),
+        Some(user.user_id),
+        Action::BillingPortalOpened,
+        None,
+        serde_json::json!({"provider": provider.as_str()}),
+    )
+    .await?;
+    Ok(Json(PortalLink { provider, url }))
 }

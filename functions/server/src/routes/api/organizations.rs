@@ -517,6 +517,7 @@ pub struct Invite {
 #[utoipa::path(post, path = "/api/organizations/{org_id}/invitations", tag = "organizations",
     params(("org_id" = Uuid, Path)), request_body = Invite,
     responses((status = 201, body = InvitationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 402, body = ErrorBody, description = "the plan's member limit is reached"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn invite(
     State(state): State<AppState>,
@@ -542,7 +543,9 @@ async fn invite(
     if member.is_some() {
         return Err(ApiError::conflict("this person is already a member"));
     }
-    tx.execute("DELETE FROM invitations WHERE organization_id = $1 AND email = $2 AND accepted_at IS NULL", &[&org, &email.as_str()]).await?;
+    tx.execute("DELETE FROM invitations WHERE organization_id = $1 AND email = $2 AND accepted_at IS NULL", &[&org, &email.as_str()])
+        .await?;
+    crate::billing::limits::check_new_member(&tx, org, None).await?;
     let token = OpaqueToken::generate("");
     let id = Uuid::new_v4();
     let row = tx
@@ -625,6 +628,7 @@ pub struct Joined {
 /// one the invitation was sent to.
 #[utoipa::path(post, path = "/api/invitations/accept", tag = "organizations", request_body = AcceptInvitation,
     responses((status = 200, body = Joined), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 402, body = ErrorBody, description = "the plan's member limit is reached"),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn accept_invitation(State(state): State<AppState>, user: SignedInUser, JsonBody(req): JsonBody<AcceptInvitation>) -> ApiResult<Json<Joined>> {
     let now = now();
@@ -653,6 +657,7 @@ async fn accept_invitation(State(state): State<AppState>, user: SignedInUser, Js
     if !me.get::<_, bool>(1) {
         return Err(ApiError::forbidden("confirm your email address first"));
     }
+    crate::billing::limits::check_new_member(&tx, org, Some(id)).await?;
     let joined = tx
         .execute(
             "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",

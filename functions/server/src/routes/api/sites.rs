@@ -92,7 +92,9 @@ impl Domain {
         if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
             return Err(bad());
         }
-        let Some(url::Host::Domain(host)) = url.host() else { return Err(bad()) };
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Err(bad());
+        };
         let host = host.trim_end_matches('.');
         let labels: Vec<&str> = host.split('.').collect();
         let label_ok = |l: &&str| {
@@ -278,6 +280,7 @@ pub struct CreateSite {
 #[utoipa::path(post, path = "/api/organizations/{org_id}/sites", tag = "sites", params(("org_id" = Uuid, Path)),
     request_body = CreateSite,
     responses((status = 201, body = Site), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 402, body = ErrorBody, description = "the plan's site limit is reached"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_site(
     State(state): State<AppState>,
@@ -293,6 +296,7 @@ async fn create_site(
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     access::organization(&tx, &caller, org, Permission::EditSites).await?;
+    crate::billing::limits::check_new_site(&tx, org).await?;
     let timezone = match req.timezone.as_deref() {
         Some(tz) => Timezone::lookup(&tx, tz).await?,
         None => Timezone("UTC".into()),

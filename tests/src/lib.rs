@@ -8,7 +8,8 @@ pub mod users;
 pub use users::{Answer, ApiClient, OutboxMail, TestUser, token_from_mail};
 
 use engagetrack_server::state::{AdapterConfig, Ports};
-use engagetrack_server::{AppConfig, AppState, db};
+use engagetrack_server::adapters::postgres as db;
+use engagetrack_server::{AppConfig, AppState};
 use shared::SiteId;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;

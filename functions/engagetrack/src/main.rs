@@ -14,10 +14,11 @@ use clap::{Parser, Subcommand};
 use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_server::edge_publish::EdgeKvConfig;
 use engagetrack_server::jobs::Job;
-use engagetrack_server::local_postgres::{self, LocalCluster};
+use engagetrack_server::adapters::postgres::local_cluster::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
 use engagetrack_server::state::load_pipeline;
-use engagetrack_server::{AppConfig, AppState, db, enrich, rollup, secrets, telemetry};
+use engagetrack_server::adapters::postgres as db;
+use engagetrack_server::{AppConfig, AppState, enrich, rollup, secrets, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "EngageTrack: privacy-first web analytics, run whole on one machine")]
@@ -98,7 +99,7 @@ async fn database(cli: &Cli) -> anyhow::Result<Database> {
     let data_dir = cli.data_dir.clone();
     let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(&data_dir)).await??;
     cluster.ensure_database().await?;
-    Ok(Database { url: cluster.connection_string(local_postgres::DB_NAME), _cluster: Some(cluster) })
+    Ok(Database { url: cluster.connection_string(local_cluster::DB_NAME), _cluster: Some(cluster) })
 }
 
 async fn state(cli: &Cli, url: &str, config: AppConfig) -> anyhow::Result<AppState> {

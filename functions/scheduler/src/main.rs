@@ -5,7 +5,8 @@
 //! migrates, so a cold start never waits on (or races) a schema change.
 
 use engagetrack_server::jobs::Job;
-use engagetrack_server::{AppState, db};
+use engagetrack_server::AppState;
+use engagetrack_server::adapters::postgres as db;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::{Value, json};

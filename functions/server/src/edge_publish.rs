@@ -59,7 +59,7 @@ pub enum EdgePublishError {
     #[error(transparent)]
     Salt(#[from] crate::salt::SaltError),
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] crate::adapters::postgres::DbError),
 }
 
 impl EdgePublishError {
@@ -271,11 +271,11 @@ pub async fn sync_sites(kv: &dyn EdgeKv, pool: &Pool, backoff: &[Duration]) -> R
     if !kv.is_configured() {
         return Ok(SyncedSites { written: 0, removed: 0 });
     }
-    let client = pool.get().await.map_err(crate::db::DbError::from)?;
+    let client = pool.get().await.map_err(crate::adapters::postgres::DbError::from)?;
     let rows = client
         .query("SELECT id, active FROM sites WHERE deleted_at IS NULL ORDER BY id", &[])
         .await
-        .map_err(crate::db::DbError::from)?;
+        .map_err(crate::adapters::postgres::DbError::from)?;
     drop(client);
     let entries: Vec<KvEntry> = rows
         .iter()

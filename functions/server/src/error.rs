@@ -112,11 +112,11 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
-impl From<crate::db::DbError> for ApiError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<crate::adapters::postgres::DbError> for ApiError {
+    fn from(e: crate::adapters::postgres::DbError) -> Self {
         match e {
-            crate::db::DbError::Unavailable(p) => p.into(),
-            crate::db::DbError::Postgres(p) => p.into(),
+            crate::adapters::postgres::DbError::Unavailable(p) => p.into(),
+            crate::adapters::postgres::DbError::Postgres(p) => p.into(),
             other => Self::internal(other),
         }
     }

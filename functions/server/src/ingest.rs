@@ -46,8 +46,8 @@ impl From<SaltError> for IngestError {
     }
 }
 
-impl From<crate::db::DbError> for IngestError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<crate::adapters::postgres::DbError> for IngestError {
+    fn from(e: crate::adapters::postgres::DbError) -> Self {
         Self::Unavailable(e.to_string())
     }
 }

@@ -25,7 +25,7 @@ const BATCH: usize = 5_000;
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] crate::adapters::postgres::DbError),
     #[error("database error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
@@ -68,7 +68,7 @@ pub async fn seed_demo(state: &AppState, now: DateTime<Utc>, options: SeedOption
     let password = accounts::random_password();
     let password_hash = accounts::hash_password(&password)?;
     let site_id = upsert_demo_account(state, &password_hash).await?;
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let client = state.pool.get().await.map_err(crate::adapters::postgres::DbError::from)?;
     let has_traffic = client.query_opt("SELECT 1 FROM events WHERE site_id = $1 LIMIT 1", &[site_id.as_uuid()]).await?.is_some();
     drop(client);
     let (events_sent, events_stored) = if has_traffic { (0, 0) } else { send_traffic(state, site_id, now, options).await? };
@@ -83,7 +83,7 @@ pub async fn seed_demo(state: &AppState, now: DateTime<Utc>, options: SeedOption
 }
 
 async fn upsert_demo_account(state: &AppState, password_hash: &str) -> Result<SiteId, SeedError> {
-    let mut client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let mut client = state.pool.get().await.map_err(crate::adapters::postgres::DbError::from)?;
     let tx = client.transaction().await?;
     let org: Uuid = tx
         .query_one(

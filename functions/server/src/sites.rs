@@ -96,12 +96,12 @@ impl SiteDirectory {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::db::DbError> {
+    pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::adapters::postgres::DbError> {
         Ok(self.lookup(site).await?.0)
     }
 
     /// The site's status and its event filter (settings changes show within the cache's 30 s).
-    pub async fn lookup(&self, site: SiteId) -> Result<(SiteStatus, Arc<SiteFilter>), crate::db::DbError> {
+    pub async fn lookup(&self, site: SiteId) -> Result<(SiteStatus, Arc<SiteFilter>), crate::adapters::postgres::DbError> {
         if let Some((status, filter, at)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&site) {
             let ttl = if matches!(status, SiteStatus::OverQuota(_)) { PAUSED_TTL } else { TTL };
             if at.elapsed() < ttl {

@@ -190,7 +190,7 @@ impl Ports {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] crate::adapters::postgres::DbError),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
     #[error(transparent)]
@@ -335,7 +335,7 @@ impl AppState {
     /// `ENGAGETRACK_CLIENT_IP` says otherwise.
     pub async fn from_lambda_env() -> Result<Self, StateError> {
         let url = std::env::var("DATABASE_URL").map_err(|_| StateError::MissingEnv("DATABASE_URL"))?;
-        let pool = lambda::pool(&url)?;
+        let pool = crate::adapters::postgres::lambda::pool(&url)?;
         let (geo_files, _) = split_geo(&std::env::var("ENGAGETRACK_GEO").unwrap_or_default());
         let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
         let oauth = crate::oauth::ProviderConfig::from_env();
@@ -351,41 +351,3 @@ impl AppState {
     }
 }
 
-/// The Lambdas' database settings. One instance serves one request at a
-/// time, and thousands of instances may run, so each keeps at most two
-/// connections (a handler's and the group-commit writer's), gives up quickly
-/// when the database is away (the route answers 503), and checks a connection
-/// before reuse, since a frozen instance's connection may have been closed by
-/// RDS Proxy's idle timeout. No session state is set here: RDS Proxy pins a
-/// client connection that runs a session-level `SET`.
-pub mod lambda {
-    use std::time::Duration;
-
-    use deadpool_postgres::{Pool, RecyclingMethod, Runtime, Timeouts};
-
-    use crate::db::{DbError, DbTls};
-
-    pub const POOL_SIZE: usize = 2;
-    /// Waiting for a free connection, connecting, and checking one before reuse.
-    pub const WAIT: Duration = Duration::from_secs(2);
-    pub const CONNECT: Duration = Duration::from_secs(3);
-    pub const CHECK: Duration = Duration::from_secs(2);
-
-    pub fn pool(database_url: &str) -> Result<Pool, DbError> {
-        pool_with_tls(database_url, &DbTls::from_env())
-    }
-
-    pub fn pool_with_tls(database_url: &str, tls: &DbTls) -> Result<Pool, DbError> {
-        let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::BadUrl)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT);
-        }
-        let manager = tls.manager(config, RecyclingMethod::Verified)?;
-        Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .timeouts(Timeouts { wait: Some(WAIT), create: Some(CONNECT), recycle: Some(CHECK) })
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Pool(e.to_string()))
-    }
-}

@@ -103,7 +103,7 @@ async fn secrets_load_from_secrets_manager_and_rotate_after_the_ttl() {
 
     let db = TestDb::create().await;
     let pool = db.pool();
-    engagetrack_server::db::migrate(&pool).await.unwrap();
+    engagetrack_server::adapters::postgres::migrate(&pool).await.unwrap();
     let adapters = AdapterConfig {
         secret_id: Some("engagetrack/prod".into()),
         secrets_ttl: Some(Duration::from_secs(2)),
@@ -406,7 +406,7 @@ async fn dynamodb_counts_sign_in_failures_like_postgres() {
 
     let db = TestDb::create().await;
     let pool = db.pool();
-    engagetrack_server::db::migrate(&pool).await.unwrap();
+    engagetrack_server::adapters::postgres::migrate(&pool).await.unwrap();
     rate_limit_script(&PgSignInLimiter::new(pool)).await;
 }
 

@@ -7,9 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use engagetrack_server::db::{self, DbError, DbTls};
-use engagetrack_server::local_postgres::{DB_USER, LocalCluster, server_user};
-use engagetrack_server::state::lambda;
+use engagetrack_server::adapters::postgres::{self as db, DbError, DbTls};
+use engagetrack_server::adapters::postgres::local_cluster::{DB_USER, LocalCluster, server_user};
+use engagetrack_server::adapters::postgres::lambda;
 use engagetrack_tests::test_ca::TestCa;
 
 struct TlsCluster {

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use engagetrack_server::local_postgres::{DB_NAME, LocalCluster};
-use engagetrack_server::{AppConfig, AppState, db, secrets};
+use engagetrack_server::adapters::postgres::local_cluster::{DB_NAME, LocalCluster};
+use engagetrack_server::adapters::postgres as db;
+use engagetrack_server::{AppConfig, AppState, secrets};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::{EventId, Pipeline, Processed, Salt, Visit};
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! Storage: migrations, exactly-once writes, the salt store, the demo seed.
 
 use chrono::{Duration, TimeZone, Utc};
-use engagetrack_server::db;
+use engagetrack_server::adapters::postgres as db;
 use engagetrack_server::salt::{PgSaltStore, SaltStore};
 use engagetrack_server::seed::{SeedOptions, seed_demo};
 use engagetrack_tests::{TestApp, TestDb};

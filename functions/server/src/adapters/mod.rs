@@ -4,4 +4,5 @@
 pub mod aws;
 pub mod cloudflare_kv;
 pub mod payments;
+pub mod postgres;
 pub mod redis;

@@ -30,7 +30,7 @@ impl From<BillingError> for crate::error::ApiError {
     fn from(e: BillingError) -> Self {
         match e {
             BillingError::Db(e) => e.into(),
-            BillingError::Pool(e) => crate::db::DbError::from(e).into(),
+            BillingError::Pool(e) => crate::adapters::postgres::DbError::from(e).into(),
             other => Self::internal(other),
         }
     }

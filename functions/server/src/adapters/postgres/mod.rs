@@ -10,6 +10,8 @@ use rustls_pki_types::pem::PemObject;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
+pub mod local_cluster;
+
 mod embedded {
     refinery::embed_migrations!("../../migrations");
 }
@@ -95,7 +97,7 @@ impl DbTls {
 /// by `scripts/vendor-rds-ca.sh`: a function that connects straight to RDS
 /// verifies it with nothing in its zip. RDS Proxy's certificates chain to the
 /// public roots instead.
-const RDS_ROOTS_PEM: &[u8] = include_bytes!("../certs/rds-ca-eu-central-1.pem");
+const RDS_ROOTS_PEM: &[u8] = include_bytes!("../../../certs/rds-ca-eu-central-1.pem");
 
 fn rds_roots() -> Result<Vec<CertificateDer<'static>>, DbError> {
     CertificateDer::pem_slice_iter(RDS_ROOTS_PEM)
@@ -133,6 +135,45 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<String>, DbError> {
     let report = embedded::migrations::runner().run_async(&mut **client).await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
     Ok(report?.applied_migrations().iter().map(ToString::to_string).collect())
+}
+
+/// The Lambdas' database settings. One instance serves one request at a
+/// time, and thousands of instances may run, so each keeps at most two
+/// connections (a handler's and the group-commit writer's), gives up quickly
+/// when the database is away (the route answers 503), and checks a connection
+/// before reuse, since a frozen instance's connection may have been closed by
+/// RDS Proxy's idle timeout. No session state is set here: RDS Proxy pins a
+/// client connection that runs a session-level `SET`.
+pub mod lambda {
+    use std::time::Duration;
+
+    use deadpool_postgres::{Pool, RecyclingMethod, Runtime, Timeouts};
+
+    use super::{DbError, DbTls};
+
+    pub const POOL_SIZE: usize = 2;
+    /// Waiting for a free connection, connecting, and checking one before reuse.
+    pub const WAIT: Duration = Duration::from_secs(2);
+    pub const CONNECT: Duration = Duration::from_secs(3);
+    pub const CHECK: Duration = Duration::from_secs(2);
+
+    pub fn pool(database_url: &str) -> Result<Pool, DbError> {
+        pool_with_tls(database_url, &DbTls::from_env())
+    }
+
+    pub fn pool_with_tls(database_url: &str, tls: &DbTls) -> Result<Pool, DbError> {
+        let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::BadUrl)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT);
+        }
+        let manager = tls.manager(config, RecyclingMethod::Verified)?;
+        Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .timeouts(Timeouts { wait: Some(WAIT), create: Some(CONNECT), recycle: Some(CHECK) })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Pool(e.to_string()))
+    }
 }
 
 #[cfg(test)]

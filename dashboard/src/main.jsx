@@ -4,6 +4,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, refreshSession, sharedApi, signOut } from "./api.js";
 import { AcceptInvite, Forgot, Reset, SignIn, SignUp, SignedIn, Verify } from "./auth.jsx";
+import { Billing, canBill } from "./billing.jsx";
 import { Dashboard, Realtime } from "./dashboard.jsx";
 import { adoptEntryPath, href, navigate, useRoute } from "./router.js";
 import { Account, SiteSettings, Team } from "./settings.jsx";
@@ -30,9 +31,15 @@ function Nav({ me, theme, setTheme, onSignOut }) {
       </a>
       <nav aria-label="Main">
         <a href={href("/sites")}>Sites</a>
-        {me.organizations.map((o) => (
-          <a href={href(`/team/${o.organization_id}`)}>{me.organizations.length > 1 ? o.name : "Team"}</a>
-        ))}
+        {me.organizations.map((o) => {
+          const many = me.organizations.length > 1;
+          return (
+            <>
+              <a href={href(`/team/${o.organization_id}`)}>{many ? o.name : "Team"}</a>
+              {canBill(o) && <a href={href("/billing", { org: o.organization_id })}>{many ? `${o.name} billing` : "Billing"}</a>}
+            </>
+          );
+        })}
         <a href={href("/account")}>Account</a>
       </nav>
       <button type="button" class="ghost" onClick={() => setTheme(next[theme])} aria-label={`Theme: ${theme}. Switch theme`}>
@@ -146,7 +153,8 @@ function App() {
   else if (parts[0] === "team" && parts[1]) {
     const org = me.organizations.find((o) => o.organization_id === parts[1]);
     page = org ? <Team org={org} me={me} /> : <Notice>No such team.</Notice>;
-  } else if (path === "/account") page = <Account me={me} onChanged={loadMe} onSignedOut={onSignOut} />;
+  } else if (path === "/billing") page = <Billing me={me} params={params} />;
+  else if (path === "/account") page = <Account me={me} onChanged={loadMe} onSignedOut={onSignOut} />;
   else page = <Sites me={me} />;
   return (
     <>

@@ -32,9 +32,10 @@ export function useRoute() {
 }
 
 /// Mailed links open /verify-email?token=…, /reset-password?token=…,
-/// /accept-invite?token=…; the app speaks hashes, so translate once.
+/// /accept-invite?token=…, and payment providers send the customer back to
+/// /billing?org=…&checkout=done; the app speaks hashes, so translate once.
 export function adoptEntryPath() {
-  const map = { "/verify-email": "/verify", "/reset-password": "/reset", "/accept-invite": "/accept-invite", "/signed-in": "/signed-in" };
+  const map = { "/verify-email": "/verify", "/reset-password": "/reset", "/accept-invite": "/accept-invite", "/signed-in": "/signed-in", "/billing": "/billing" };
   const target = map[location.pathname];
   if (target) {
     const params = Object.fromEntries(new URLSearchParams(location.search));

@@ -1,10 +1,12 @@
 // The dashboard's browser-test stack: a fresh PostgreSQL database, the demo
 // seeded by `engagetrack seed-demo`, the real `engagetrack serve` on
 // loopback, and Debian's Chromium driven by playwright-core. stop() tears
-// it all down and drops the database.
+// it all down and drops the database. `start({ env, secrets })` adds
+// variables to the server's environment and secrets (name → text, written
+// as the hex the secrets file holds) before it starts.
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -36,7 +38,7 @@ function freePort() {
   });
 }
 
-export async function start({ seed = true } = {}) {
+export async function start({ seed = true, env: extraEnv = {}, secrets = {} } = {}) {
   const cleanups = [];
   const stack = {
     stop: async () => {
@@ -63,7 +65,13 @@ export async function start({ seed = true } = {}) {
     dbUrl.pathname = "/" + dbName;
     const work = mkdtempSync(join(tmpdir(), "et-ui-"));
     cleanups.push(() => rmSync(work, { recursive: true, force: true }));
-    const env = { ...process.env, DATABASE_URL: dbUrl.href, ENGAGETRACK_SECRETS_FILE: join(work, "secrets.json"), RUST_LOG: process.env.RUST_LOG || "warn" };
+    const secretsFile = join(work, "secrets.json");
+    if (Object.keys(secrets).length) {
+      // The server adds the secrets it needs and keeps these.
+      const hex = Object.fromEntries(Object.entries(secrets).map(([name, text]) => [name, Buffer.from(text).toString("hex")]));
+      writeFileSync(secretsFile, JSON.stringify(hex), { mode: 0o600 });
+    }
+    const env = { ...process.env, DATABASE_URL: dbUrl.href, ENGAGETRACK_SECRETS_FILE: secretsFile, RUST_LOG: process.env.RUST_LOG || "warn", ...extraEnv };
     const bin = engagetrackBin();
     if (seed) {
       const { stdout } = await promisify(execFile)(bin, ["seed-demo", "--days", "30", "--visitors", "600"], { env, maxBuffer: 1 << 24 });

@@ -2,6 +2,7 @@
 //! per file keeps the build fast on two cores and small on disk.
 
 mod accounts;
+mod attacks;
 mod authorization;
 mod aws_adapters;
 mod beacon;

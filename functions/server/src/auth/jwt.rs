@@ -129,9 +129,16 @@ impl AccessTokens {
         validation.set_audience(&[AUDIENCE]);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
+        // A token not valid yet is not valid: `nbf` is checked when present, and
+        // one issued in the future (beyond the leeway) was not issued by us.
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
             .map(|data| data.claims)
-            .map_err(|_| JwtError::Invalid)
+            .map_err(|_| JwtError::Invalid)?;
+        if claims.iat > Utc::now().timestamp() + i64::try_from(validation.leeway).unwrap_or(0) {
+            return Err(JwtError::Invalid);
+        }
+        Ok(claims)
     }
 }
 

@@ -305,7 +305,8 @@ pub struct RefreshRequest {
 
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", security(()),
     request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "the cookie was sent cross-site")))]
 async fn refresh_tokens(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
     let now = now();
     let body: RefreshRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -313,10 +314,14 @@ async fn refresh_tokens(State(state): State<AppState>, headers: HeaderMap, body:
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let token = body
-        .refresh_token
-        .or_else(|| super::cookie_value(&headers, REFRESH_COOKIE))
-        .ok_or_else(|| ApiError::unauthorized("no refresh token: send `refresh_token` or the et_refresh cookie"))?;
+    let token = match body.refresh_token {
+        Some(token) => token,
+        None => {
+            refuse_cross_site(&headers)?;
+            super::cookie_value(&headers, REFRESH_COOKIE)
+                .ok_or_else(|| ApiError::unauthorized("no refresh token: send `refresh_token` or the et_refresh cookie"))?
+        }
+    };
     let mut db = state.pool.get().await?;
     match refresh::rotate(&mut db, &token, now).await {
         Ok(issued) => token_response(&state, issued, now),
@@ -327,6 +332,27 @@ async fn refresh_tokens(State(state): State<AppState>, headers: HeaderMap, body:
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The refresh cookie is `SameSite=Strict`; this refuses a cross-site use of
+/// it even where a browser would send it (CSRF): a fetch the browser marks
+/// `Sec-Fetch-Site: cross-site`, or an `Origin` other than the `Host` asked.
+fn refuse_cross_site(headers: &HeaderMap) -> ApiResult<()> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let refused = || ApiError::forbidden("a cross-site request may not use the et_refresh cookie");
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return Err(refused());
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let origin_host = url::Url::parse(origin).ok().and_then(|u| u.host_str().map(|h| match u.port() {
+            Some(port) => format!("{h}:{port}"),
+            None => h.to_owned(),
+        }));
+        if origin_host.is_none() || origin_host.as_deref() != text(header::HOST) {
+            return Err(refused());
+        }
+    }
+    Ok(())
 }
 
 fn clear_cookie() -> HeaderValue {

@@ -113,11 +113,7 @@ impl PaymentApiFake {
 
     /// The secret-store entries that configure every provider's API key.
     pub fn secrets(&self) -> Vec<(String, String)> {
-        let name = |p: &str| match p {
-            "polar" => "polar-access-token".to_owned(),
-            other => format!("{other}-api-key"),
-        };
-        PROVIDERS.iter().map(|p| (name(p), self.keys[p].clone())).collect()
+        engagetrack_server::billing::Provider::ALL.iter().map(|p| (p.api_key_name().to_owned(), self.keys[p.as_str()].clone())).collect()
     }
 
     pub fn received(&self, provider: &str) -> Vec<Received> {

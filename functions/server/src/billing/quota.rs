@@ -71,6 +71,21 @@ pub const EFFECTIVE_PLAN_SQL: &str = "
     FROM subscriptions s
     JOIN plans p ON p.id = CASE WHEN s.status IN ('paused', 'cancelled') THEN (SELECT id FROM plans WHERE is_default) ELSE s.plan_id END";
 
+/// The events an organisation stored since `start`: whole past days from the
+/// rollups (cheap), today's from raw events (the rollup has not reached them).
+/// The arguments are SQL expressions: the organisation id, the period start
+/// (timestamptz) and today (date). One definition for the billing view and
+/// the `quota` job.
+pub fn period_events_sql(org: &str, start: &str, today: &str) -> String {
+    format!(
+        "(coalesce((SELECT sum(r.pageviews + r.events) FROM daily_rollups r JOIN sites st ON st.id = r.site_id
+                    WHERE st.organization_id = {org} AND r.dimension = '' AND r.value = ''
+                      AND r.day >= ({start})::date AND r.day < {today}), 0)
+          + (SELECT count(*) FROM events e JOIN sites st ON st.id = e.site_id
+             WHERE st.organization_id = {org} AND e.ts >= greatest({start}, ({today})::timestamptz)))::bigint"
+    )
+}
+
 /// What the `quota` job did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QuotaRun {
@@ -105,8 +120,16 @@ pub async fn run(
     let db = pool.get().await?;
     let mut out = QuotaRun { periods_advanced: advance_free_periods(&**db, now).await?, ..QuotaRun::default() };
     out.organizations_counted = count_usage(&**db, now).await?;
+    // Only organisations at the first threshold or past it need a look.
     let rows = db
-        .query(&format!("SELECT organization_id, current_period_start, quota, events, plan_name FROM ({EFFECTIVE_PLAN_SQL}) q"), &[])
+        .query(
+            &format!(
+                "SELECT organization_id, current_period_start, quota, events, plan_name FROM ({EFFECTIVE_PLAN_SQL}) q
+                 WHERE q.events * 100 >= q.quota * {}",
+                NOTICE_THRESHOLDS[0]
+            ),
+            &[],
+        )
         .await?;
     for row in rows {
         let (org, period_start, quota, events): (Uuid, DateTime<Utc>, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
@@ -185,17 +208,13 @@ async fn advance_free_periods(db: &impl GenericClient, now: DateTime<Utc>) -> Re
 /// Counts every subscription's period: whole past days from the rollups,
 /// today from raw events (the rollup has not reached them yet).
 async fn count_usage(db: &impl GenericClient, now: DateTime<Utc>) -> Result<u64, tokio_postgres::Error> {
+    let events = period_events_sql("s2.organization_id", "s2.current_period_start", "($1::timestamptz)::date");
     db.execute(
-        "UPDATE subscriptions s SET period_events = u.events, usage_period_start = s.current_period_start, usage_counted_at = $1::timestamptz
-         FROM (SELECT s2.organization_id, (
-                 coalesce((SELECT sum(r.pageviews + r.events) FROM daily_rollups r JOIN sites st ON st.id = r.site_id
-                           WHERE st.organization_id = s2.organization_id AND r.dimension = '' AND r.value = ''
-                             AND r.day >= s2.current_period_start::date AND r.day < ($1::timestamptz)::date), 0)
-               + (SELECT count(*) FROM events e JOIN sites st ON st.id = e.site_id
-                  WHERE st.organization_id = s2.organization_id AND e.ts >= greatest(s2.current_period_start, ($1::timestamptz)::date::timestamptz))
-               )::bigint AS events
-               FROM subscriptions s2) u
-         WHERE u.organization_id = s.organization_id",
+        &format!(
+            "UPDATE subscriptions s SET period_events = u.events, usage_period_start = s.current_period_start, usage_counted_at = $1::timestamptz
+             FROM (SELECT s2.organization_id, {events} AS events FROM subscriptions s2) u
+             WHERE u.organization_id = s.organization_id"
+        ),
         &[&now],
     )
     .await

@@ -385,14 +385,12 @@ pub async fn subscription(db: &impl GenericClient, org: Uuid, now: DateTime<Utc>
     // the rollup has not reached yet.
     let usage = db
         .query_one(
-            "SELECT
-               coalesce((SELECT sum(r.pageviews + r.events) FROM daily_rollups r JOIN sites st ON st.id = r.site_id
-                          WHERE st.organization_id = $1 AND r.dimension = '' AND r.value = ''
-                            AND r.day >= $2::timestamptz::date AND r.day < $3), 0)::bigint
-             + (SELECT count(*) FROM events e JOIN sites st ON st.id = e.site_id
-                 WHERE st.organization_id = $1 AND e.ts >= greatest($2, $3::date::timestamptz)),
-               (SELECT count(*) FROM sites WHERE organization_id = $1 AND deleted_at IS NULL),
-               (SELECT count(*) FROM memberships WHERE organization_id = $1)",
+            &format!(
+                "SELECT {},
+                   (SELECT count(*) FROM sites WHERE organization_id = $1 AND deleted_at IS NULL),
+                   (SELECT count(*) FROM memberships WHERE organization_id = $1)",
+                super::quota::period_events_sql("$1::uuid", "$2::timestamptz", "$3::date")
+            ),
             &[&org, &s.current_period_start, &today],
         )
         .await?;

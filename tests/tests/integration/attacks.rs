@@ -2,8 +2,12 @@
 //! forged with the server's own key but a changed header or claims (`alg`
 //! none, another algorithm, a wrong or missing `kid`, expired, not yet
 //! valid, issued in the future, another issuer or audience), tokens of a
-//! locked account, and bodies meant to hurt the parser (oversized, deeply
-//! nested). Each gets a 4xx, never a 5xx, and never the account.
+//! locked or deleted account, reused refresh tokens, sessions outliving a
+//! password change, CSRF on the refresh cookie, share links and API keys
+//! reaching past what they name, bodies meant to hurt the parser (oversized,
+//! deeply nested), slowloris connections and trickled bodies, and floods of
+//! sign-ups and beacons. Each gets a 4xx (or a closed connection), never a
+//! 5xx, and never the account.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -535,4 +539,46 @@ async fn beacons_past_a_sites_rate_get_429_and_other_sites_go_on() {
     assert_eq!(send(busy, 99).await.unwrap().status().as_u16(), 202, "admitted again after a second");
     let metrics = engagetrack_server::metrics::global().encode();
     assert!(metrics.contains("reason=\"rate_limited\""), "the refusals are counted by reason");
+}
+
+async fn refresh_with(app: &TestApp, token: &str) -> (u16, Value) {
+    let res = reqwest::Client::new().post(app.url("/api/auth/refresh")).json(&json!({"refresh_token": token})).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Stolen refresh tokens and old sessions: a spent token presented again
+/// kills its whole family (the thief's new tokens and the owner's); a
+/// password change ends every other session; a deleted account's tokens die.
+#[tokio::test]
+async fn reused_refresh_tokens_password_changes_and_deletion_end_sessions() {
+    let app = TestApp::spawn().await;
+    let user = app.sign_up_verified(&format!("family-{}@example.com", Uuid::new_v4().simple())).await;
+    // The thief refreshes first with a copied token; the owner's later use is a reuse.
+    let (status, stolen) = refresh_with(&app, &user.refresh_token).await;
+    assert_eq!(status, 200);
+    let thief_access = stolen["access_token"].as_str().unwrap().to_owned();
+    let thief_refresh = stolen["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(refresh_with(&app, &user.refresh_token).await.0, 401, "a spent refresh token");
+    assert_eq!(refresh_with(&app, &thief_refresh).await.0, 401, "the family died with the reuse");
+    assert_eq!(me(&app, &thief_access).await.0, 401, "the family's access tokens died too");
+    assert_eq!(me(&app, &user.access_token).await.0, 401);
+
+    // Two live sessions; a password change from one ends the other.
+    let (here, _) = app.log_in(&user.email, &user.password).await;
+    let (there, there_refresh) = app.log_in(&user.email, &user.password).await;
+    let new_password = format!("{}-Nw", engagetrack_server::accounts::random_password());
+    app.with_bearer(&here)
+        .post("/api/me/password", json!({"current_password": user.password, "new_password": new_password}))
+        .await
+        .expect(200);
+    assert_eq!(me(&app, &there).await.0, 401, "the other session's access token after a password change");
+    assert_eq!(refresh_with(&app, &there_refresh).await.0, 401, "the other session's refresh token after a password change");
+    app.anonymous().post("/api/auth/login", json!({"email": user.email, "password": user.password})).await.expect_error(401, "");
+
+    // Deleted: the access and refresh tokens of every session stop.
+    let (access, refresh) = app.log_in(&user.email, &new_password).await;
+    let res = app.with_bearer(&access).send(reqwest::Method::DELETE, "/api/me", Some(&json!({"confirm_email": user.email, "password": new_password}))).await;
+    assert!(res.status.is_success(), "delete: {} {}", res.status, res.body);
+    assert_eq!(me(&app, &access).await.0, 401, "a deleted account's access token");
+    assert_eq!(refresh_with(&app, &refresh).await.0, 401, "a deleted account's refresh token");
 }

@@ -44,10 +44,10 @@ for t in "${targets[@]}"; do
   echo "==> $t: ${seconds}s under libFuzzer" >&2
   status=0
   cargo bolero test -p engagetrack-fuzz --engine libfuzzer --sanitizer NONE --profile fuzz --target-dir "$work" \
-    --corpus-dir "$work/corpus/$t" --crashes-dir "fuzz/crashes/$t" -T "${seconds}s" -E "$seeds" -E -print_final_stats=1 \
+    --corpus-dir "$work/corpus/$t" --crashes-dir "fuzz/crashes/$t" -T "${seconds}s" -E "$seeds" --engine-args=-print_final_stats=1 \
     "targets::$t::target" >"$log" 2>&1 || status=$?
-  execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
-  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 | awk '{print $5}')
+  execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | tail -n 1 | awk '{print $2}' || true)
+  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 | awk '{print $5}' || true)
   crashes=$(find "fuzz/crashes/$t" -type f ! -name '.*' | wc -l)
   if [[ $status -ne 0 || $crashes -ne 0 ]]; then
     failed=1

@@ -1,4 +1,5 @@
 //! Seed corpora and the short run's fixed budget.
+#![cfg_attr(fuzzing, allow(dead_code))] // the short run's helpers; libFuzzer brings its own corpus handling
 
 use std::path::{Path, PathBuf};
 

@@ -422,19 +422,20 @@ fn any_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
     if url.as_str().len() > MAX_URL_LEN {
         return Err(BeaconError::invalid(field, format!("is longer than {MAX_URL_LEN} bytes once percent-encoded")));
     }
+    if url.host_str().is_some_and(|h| h.len() > MAX_HOST_LEN) {
+        return Err(BeaconError::invalid(field, format!("has a host longer than {MAX_HOST_LEN} characters")));
+    }
     Ok(url)
 }
 
-/// A DNS name is at most 253 characters; the ingest holds hostnames to that.
+/// A DNS name is at most 253 characters; the ingest holds hostnames (the
+/// page's, and the referrer's as its source) to that.
 const MAX_HOST_LEN: usize = 253;
 
 fn http_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
     let url = any_url(field, s)?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(BeaconError::invalid(field, "must be an http(s) URL with a host"));
-    }
-    if url.host_str().is_some_and(|h| h.len() > MAX_HOST_LEN) {
-        return Err(BeaconError::invalid(field, format!("has a host longer than {MAX_HOST_LEN} characters")));
     }
     Ok(url)
 }
@@ -600,6 +601,10 @@ mod tests {
         assert!(Beacon::parse(long_referrer.as_bytes()).unwrap_err().to_string().contains("`referrer`"));
         let long_host = format!(r#"{{"site":"{SITE}","type":"pageview","url":"https://{}.example.com/","sid":"abcdefgh"}}"#, "a.".repeat(130));
         assert!(Beacon::parse(long_host.as_bytes()).unwrap_err().to_string().contains("host longer than 253"));
+        // Found by the fuzzer as well: a referrer's host became the event's
+        // source, past the ingest's 256 characters.
+        let long_referrer_host = body(&format!(r#","type":"pageview","referrer":"https://{}.example.org/""#, "k".repeat(260)));
+        assert!(Beacon::parse(long_referrer_host.as_bytes()).unwrap_err().to_string().contains("`referrer` has a host longer than 253"));
         let fine = format!(r#"{{"site":"{SITE}","type":"pageview","url":"https://example.com/{}","sid":"abcdefgh"}}"#, "é".repeat(300));
         assert!(Beacon::parse(fine.as_bytes()).is_ok());
     }

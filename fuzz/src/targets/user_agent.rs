@@ -1,10 +1,12 @@
 //! The User-Agent classifiers: the browser/OS/device parser and the bot
 //! filter are total (any text gets an answer) and deterministic; the cache
 //! answers as the parser does; versions are major numbers; a bot verdict
-//! names what it matched, and that is in the User-Agent.
+//! names what it matched, and that is in the User-Agent; every field fits
+//! the ingest's bound on a text field.
 
 use std::sync::LazyLock;
 
+use shared::beacon::MAX_TEXT_LEN;
 use shared::bots::{BotFilter, BotReason};
 use shared::user_agent::UserAgentParser;
 
@@ -28,6 +30,9 @@ fn property(input: &[u8]) {
     }
     for name in [&client.browser, &client.os].into_iter().flatten() {
         assert!(!name.trim().is_empty(), "an empty name in {client:?}");
+    }
+    for text in [&client.browser, &client.browser_version, &client.os, &client.os_version].into_iter().flatten() {
+        assert!(text.chars().count() <= MAX_TEXT_LEN, "the ingest refuses a field this long: {text:?}");
     }
     let verdict = BOTS.check(&ua, None);
     assert_eq!(verdict, BOTS.check(&ua, None), "the bot filter is deterministic");

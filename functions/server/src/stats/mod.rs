@@ -7,7 +7,7 @@
 mod engine;
 mod error;
 mod export;
-mod filters;
+pub mod filters;
 pub mod goals;
 mod realtime;
 pub mod request;

@@ -11,7 +11,7 @@ use crate::auth::rate_limit::{PgSignInLimiter, SignInLimiter};
 use crate::blobs::{BlobStore, LocalFolder};
 use crate::cache::{CacheStore, InProcessStore};
 use crate::field_cipher::FieldCipher;
-use crate::mailer::{Mailer, OutboxMailer};
+use crate::mail::{Mailer, OutboxMailer};
 use crate::ingest::Ingest;
 use crate::salt::{PgSaltStore, SaltStore};
 use crate::secrets::{CachedSecrets, LocalSecretsFile, SECRETS_TTL, SecretSource, Secrets};

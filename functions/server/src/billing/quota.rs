@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::mailer::{Mail, Mailer};
+use crate::mail::{Mail, Mailer};
 
 /// Past 100 % the ingest keeps storing for this much more, then pauses: a
 /// burst near the end of a period loses nothing while the owner reacts.
@@ -104,7 +104,7 @@ pub enum QuotaError {
     #[error(transparent)]
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
-    Mail(#[from] crate::mailer::MailError),
+    Mail(#[from] crate::mail::MailError),
 }
 
 /// The `quota` job: periods, counts, notices (mailed to owners and billing

@@ -25,7 +25,7 @@ use crate::auth::refresh::{self, Issued, RefreshError};
 use crate::auth::SignedInUser;
 use crate::client_ip::{Transport, client_ip};
 use crate::error::{ApiError, ApiResult};
-use crate::mailer::Mail;
+use crate::mail::Mail;
 use crate::state::AppState;
 
 pub const REFRESH_COOKIE: &str = "et_refresh";
@@ -54,11 +54,11 @@ impl From<crate::accounts::PasswordHashError> for ApiError {
     }
 }
 
-impl From<crate::mailer::MailError> for ApiError {
-    fn from(e: crate::mailer::MailError) -> Self {
+impl From<crate::mail::MailError> for ApiError {
+    fn from(e: crate::mail::MailError) -> Self {
         match e {
-            crate::mailer::MailError::Pool(p) => p.into(),
-            crate::mailer::MailError::Db(d) => d.into(),
+            crate::mail::MailError::Pool(p) => p.into(),
+            crate::mail::MailError::Db(d) => d.into(),
         }
     }
 }

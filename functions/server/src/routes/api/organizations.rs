@@ -26,7 +26,7 @@ use crate::auth::credentials::Email;
 use crate::auth::opaque::{self, OpaqueToken};
 use crate::auth::{Caller, Permission, Role, SignedInUser};
 use crate::error::{ApiError, ApiResult};
-use crate::mailer::Mail;
+use crate::mail::Mail;
 use crate::state::AppState;
 
 /// How long an invitation link stays valid.

@@ -188,7 +188,7 @@ fn notice_mail(to: String, threshold: i16, events: i64, quota: i64, plan: &str, 
             format!("Your organisation has used {events} of its {quota} events for this period on the {plan} plan."),
         )
     };
-    Mail { to, subject, body: format!("{what}\n\nSee your usage and change the plan: {link}\n") }
+    Mail::transactional(to, subject, format!("{what}\n\nSee your usage and change the plan: {link}\n"))
 }
 
 /// Subscriptions no provider moves along (the trial, cancelled and paused

@@ -110,7 +110,8 @@ def main():
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user and auth_data.password.decode() == password
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd itself answers 535 to a refusal (else it answers nothing).
+            return AuthResult(success=ok, handled=False)
 
         # aiosmtpd counts only STARTTLS as TLS; an implicit-TLS socket is encrypted from the start.
         kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=args.tls == "starttls")

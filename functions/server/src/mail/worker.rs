@@ -95,7 +95,7 @@ pub async fn drain(pool: &Pool, transport: &dyn MailTransport, started: DateTime
         };
         // The connection is not held through the send: a slow server must not starve the pool.
         drop(db);
-        let outcome = attempt(transport, &mail, now()).await;
+        let outcome = attempt(transport, &mail, &now).await;
         let db = pool.get().await?;
         let kept = match &outcome {
             Outcome::Sent => outbox::mark_sent(&**db, &mail, now()).await?,
@@ -131,11 +131,13 @@ enum Outcome {
     Failed(String),
 }
 
-async fn attempt(transport: &dyn MailTransport, mail: &Claimed, now: DateTime<Utc>) -> Outcome {
+/// `now` is read before the send (is it still in time?) and after it (the
+/// backoff starts when the attempt ended, not when it began).
+async fn attempt(transport: &dyn MailTransport, mail: &Claimed, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> Outcome {
     if mail.text.is_none() {
         return Outcome::Failed("the message has no body".into());
     }
-    if RETRY.deadline(mail.created_at).is_none_or(|deadline| now > deadline) {
+    if RETRY.deadline(mail.created_at).is_none_or(|deadline| now() > deadline) {
         let last = mail.last_error.as_deref().unwrap_or("no attempt was made");
         return Outcome::Failed(format!("not sent within {} h of being queued; last error: {last}", RETRY.give_up_after.as_secs() / 3600));
     }
@@ -146,7 +148,7 @@ async fn attempt(transport: &dyn MailTransport, mail: &Claimed, now: DateTime<Ut
     match result {
         Ok(()) => Outcome::Sent,
         Err(DeliveryError::Permanent(reason)) => Outcome::Failed(reason),
-        Err(DeliveryError::Temporary(reason)) => match RETRY.after_failure(mail.attempt, mail.created_at, now, rand::random::<f64>()) {
+        Err(DeliveryError::Temporary(reason)) => match RETRY.after_failure(mail.attempt, mail.created_at, now(), rand::random::<f64>()) {
             NextStep::RetryAt(at) => Outcome::Retry { at, reason },
             NextStep::GiveUp => Outcome::Failed(format!("gave up after {} attempts; last error: {reason}", mail.attempt)),
         },

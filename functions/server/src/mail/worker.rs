@@ -103,6 +103,8 @@ pub async fn drain(pool: &Pool, transport: &dyn MailTransport, started: DateTime
             Outcome::Failed(reason) => outbox::mark_failed(&**db, &mail, reason).await?,
         };
         let to_domain = mail.to.rsplit('@').next().unwrap_or_default();
+        // Logs name the recipient's domain only; servers often quote the whole address.
+        let logged = |reason: &str| reason.replace(&mail.to, &format!("<…@{to_domain}>"));
         match (&outcome, kept) {
             (_, false) => {
                 drained.lease_lost += 1;
@@ -114,11 +116,11 @@ pub async fn drain(pool: &Pool, transport: &dyn MailTransport, started: DateTime
             }
             (Outcome::Retry { at, reason }, true) => {
                 drained.retrying += 1;
-                tracing::warn!(id = mail.id, attempt = mail.attempt, to_domain, %at, reason, "mail not sent; will retry");
+                tracing::warn!(id = mail.id, attempt = mail.attempt, to_domain, %at, reason = logged(reason), "mail not sent; will retry");
             }
             (Outcome::Failed(reason), true) => {
                 drained.failed += 1;
-                tracing::error!(id = mail.id, attempt = mail.attempt, to_domain, reason, "mail failed; no more tries");
+                tracing::error!(id = mail.id, attempt = mail.attempt, to_domain, reason = logged(reason), "mail failed; no more tries");
             }
         }
     }

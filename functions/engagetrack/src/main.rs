@@ -134,8 +134,21 @@ async fn main() -> anyhow::Result<()> {
             let edge_kv = EdgeKvConfig::from_env()?;
             let redis = engagetrack_server::adapters::redis::RedisSettings::from_env();
             let payments = engagetrack_server::adapters::payments::PaymentApiConfig::from_env();
+            let timeouts = engagetrack_server::routes::host::Timeouts::from_env()?;
+            let site_beacon_rate = engagetrack_server::beacon_rate::rate_from_env()?;
             let smtp = SmtpSettings::from_env()?;
-            let config = AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth, redis, payments, smtp };
+            let config = AppConfig {
+                client_ip,
+                edge_kv,
+                geo_files: cli.geo_files.clone(),
+                public_url,
+                oauth,
+                redis,
+                payments,
+                timeouts,
+                site_beacon_rate,
+                smtp,
+            };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);

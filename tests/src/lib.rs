@@ -21,6 +21,7 @@ pub mod oauth_fake;
 pub mod payment_api_fake;
 pub mod payment_fakes;
 pub mod redis_server;
+pub mod smtp_server;
 pub mod test_ca;
 
 /// A loopback port nothing listens on now, for a server a test starts as a child process.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use engagetrack_server::adapters::aws::AwsSettings;
 
-fn tools_dir() -> PathBuf {
+/// Where scripts/aws-test-tools.sh installs the test servers (`ENGAGETRACK_TOOLS`).
+pub fn tools_dir() -> PathBuf {
     std::env::var_os("ENGAGETRACK_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/engagetrack-tools"))
@@ -30,7 +31,7 @@ fn free_loopback_port() -> u16 {
 }
 
 /// Waits until `addr` accepts connections, failing if the child exits first.
-fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) {
+pub(crate) fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) {
     let started = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {

@@ -13,11 +13,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_server::edge_publish::EdgeKvConfig;
-use engagetrack_server::jobs::Job;
+use engagetrack_server::jobs::{Job, MAIL_PER_RUN};
+use engagetrack_server::mail;
 use engagetrack_server::adapters::postgres::local_cluster::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
 use engagetrack_server::state::load_pipeline;
 use engagetrack_server::adapters::postgres as db;
+use engagetrack_server::adapters::smtp::SmtpSettings;
 use engagetrack_server::{AppConfig, AppState, enrich, rollup, secrets, telemetry};
 
 #[derive(Parser)]
@@ -82,6 +84,9 @@ enum Command {
     },
     /// Delete raw events past retention, erase accounts deleted 30+ days ago, trim the audit log.
     Retention,
+    /// Send due mail from the outbox through ENGAGETRACK_SMTP_URL once (at most
+    /// 200 messages); prints what was sent, retried and failed.
+    SendMail,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
 }
@@ -131,14 +136,27 @@ async fn main() -> anyhow::Result<()> {
             let payments = engagetrack_server::adapters::payments::PaymentApiConfig::from_env();
             let timeouts = engagetrack_server::routes::host::Timeouts::from_env()?;
             let site_beacon_rate = engagetrack_server::beacon_rate::rate_from_env()?;
-            let config =
-                AppConfig { client_ip, edge_kv, geo_files: cli.geo_files.clone(), public_url, oauth, redis, payments, timeouts, site_beacon_rate };
+            let smtp = SmtpSettings::from_env()?;
+            let config = AppConfig {
+                client_ip,
+                edge_kv,
+                geo_files: cli.geo_files.clone(),
+                public_url,
+                oauth,
+                redis,
+                payments,
+                timeouts,
+                site_beacon_rate,
+                smtp,
+            };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             tracing::info!("EngageTrack listening on http://{}", listener.local_addr()?);
             let timers = tokio::spawn(run_jobs_on_timers(state.clone()));
+            let mail = tokio::spawn(send_mail_when_queued(state.clone()));
             engagetrack_server::serve(listener, state, shutdown_signal()).await?;
             timers.abort();
+            mail.abort();
         }
         Command::Migrate => {
             let db = database(&cli).await?;
@@ -177,6 +195,12 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("rolled up {} site-days in {:.2?}", rolled.len(), started.elapsed());
             println!("{}", serde_json::json!({ "rolled_up": rolled }));
         }
+        Command::SendMail => {
+            let db = database(&cli).await?;
+            let config = AppConfig { smtp: Some(SmtpSettings::from_env()?.context("ENGAGETRACK_SMTP_URL is not set")?), ..AppConfig::default() };
+            let state = state(&cli, &db.url, config).await?;
+            println!("{}", Job::SendMail.run(&state, chrono::Utc::now()).await?);
+        }
         Command::Retention => {
             let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
@@ -202,6 +226,32 @@ async fn run_jobs_on_timers(state: AppState) {
         }
     }
 }
+
+/// With SMTP configured: sends queued mail at once, and due retries within
+/// [`MAIL_POLL`]. Without SMTP, mail stays in the outbox and this does nothing.
+async fn send_mail_when_queued(state: AppState) {
+    if state.config.smtp.is_none() {
+        tracing::info!("no ENGAGETRACK_SMTP_URL: mail stays in the mail_outbox table");
+        return;
+    }
+    loop {
+        // Built per round: it takes the smtp-password of this moment.
+        let drained = match state.mail_transport() {
+            Ok(Some(transport)) => mail::worker::drain(&state.pool, &*transport, chrono::Utc::now(), MAIL_PER_RUN).await.map_err(anyhow::Error::from),
+            Ok(None) => return,
+            Err(e) => Err(e.into()),
+        };
+        match drained {
+            Ok(d) if d == mail::worker::Drained::default() => {}
+            Ok(d) => tracing::info!(sent = d.sent, retrying = d.retrying, failed = d.failed, "mail worker round"),
+            Err(e) => tracing::error!(error = %e, "mail worker round failed"),
+        }
+        let _ = tokio::time::timeout(MAIL_POLL, state.mail_queued.notified()).await;
+    }
+}
+
+/// How often the local mail worker looks for retries that fell due.
+const MAIL_POLL: std::time::Duration = std::time::Duration::from_secs(15);
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::edge_publish;
 use crate::state::AppState;
 
+/// Messages one `send-mail` run tries at most (the next run takes the rest).
+pub const MAIL_PER_RUN: u32 = 200;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// Make today's and tomorrow's salts; destroy salts whose day is over;
@@ -24,10 +27,12 @@ pub enum Job {
     /// Count each organisation's events this period, send the 80 %/100 %
     /// notices, move free periods on, and write the quota drop counts.
     Quota,
+    /// Send due mail from the outbox over SMTP (a no-op without SMTP).
+    SendMail,
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota];
+    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +41,7 @@ impl Job {
             Job::Rollup => "rollup",
             Job::Retention => "retention",
             Job::Quota => "quota",
+            Job::SendMail => "send-mail",
         }
     }
 
@@ -72,6 +78,13 @@ impl Job {
                 }
                 json!({ "job": self.name(), "quota": run })
             }
+            Job::SendMail => match state.mail_transport()? {
+                Some(transport) => {
+                    let drained = crate::mail::worker::drain(&state.pool, &*transport, now, MAIL_PER_RUN).await?;
+                    json!({ "job": self.name(), "smtp_configured": true, "mail": drained })
+                }
+                None => json!({ "job": self.name(), "smtp_configured": false }),
+            },
         };
         tracing::info!(job = self.name(), %summary, "job finished");
         Ok(summary)
@@ -88,7 +101,7 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail")]
     Unknown(String),
     #[error("publishing to the edge failed: {0}")]
     EdgePublish(#[from] crate::edge_publish::EdgePublishError),
@@ -98,4 +111,8 @@ pub enum JobError {
     Rollup(#[from] crate::rollup::RollupError),
     #[error(transparent)]
     Quota(#[from] crate::billing::quota::QuotaError),
+    #[error("mail: {0}")]
+    Mail(#[from] crate::mail::worker::WorkerError),
+    #[error("mail: {0}")]
+    MailConfig(#[from] crate::state::StateError),
 }

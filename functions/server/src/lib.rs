@@ -18,7 +18,7 @@ pub mod group_commit;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
-pub mod mailer;
+pub mod mail;
 pub mod oauth;
 pub mod retention;
 pub mod rollup;

@@ -134,7 +134,7 @@ impl Metrics {
         let stats_seconds = Family::<StatsLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         registry.register("stats_query_seconds", "Time to answer a stats query, by kind", stats_seconds.clone());
         let mail_outbox = Gauge::default();
-        registry.register("mail_outbox_messages", "Messages in the mail outbox (read at scrape time)", mail_outbox.clone());
+        registry.register("mail_outbox_messages", "Messages in the mail outbox not yet sent or failed (read at scrape time)", mail_outbox.clone());
         Self { registry, ingest, commit_seconds, commit_events, commit_failures, queue_depth, stats_seconds, mail_outbox }
     }
 

@@ -184,6 +184,8 @@ pub struct KeySet {
     /// The payment providers' API keys (checkout and portal links).
     pub payment_api_keys: crate::billing::ProviderSecrets,
     pub metrics_token: Option<Vec<u8>>,
+    /// `smtp-password`, for an SMTP URL that names a user.
+    pub smtp_password: Option<Vec<u8>>,
 }
 
 impl KeySet {
@@ -201,6 +203,7 @@ impl KeySet {
             webhooks: crate::billing::ProviderSecrets::webhooks(secrets),
             payment_api_keys: crate::billing::ProviderSecrets::api_keys(secrets),
             metrics_token: secrets.get(METRICS_TOKEN).filter(|t| !t.is_empty()).map(<[u8]>::to_vec),
+            smtp_password: secrets.get(crate::adapters::smtp::SMTP_PASSWORD).filter(|p| !p.is_empty()).map(<[u8]>::to_vec),
         })
     }
 

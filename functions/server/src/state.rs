@@ -11,7 +11,7 @@ use crate::auth::rate_limit::{PgSignInLimiter, SignInLimiter};
 use crate::blobs::{BlobStore, LocalFolder};
 use crate::cache::{CacheStore, InProcessStore};
 use crate::field_cipher::FieldCipher;
-use crate::mailer::{Mailer, OutboxMailer};
+use crate::mail::{MailTransport, Mailer, OutboxMailer};
 use crate::ingest::Ingest;
 use crate::salt::{PgSaltStore, SaltStore};
 use crate::secrets::{CachedSecrets, LocalSecretsFile, SECRETS_TTL, SecretSource, Secrets};
@@ -39,6 +39,9 @@ pub struct AppConfig {
     /// Beacons (`POST /api/e`) one site may send this process per second, twice that in a
     /// burst (`ENGAGETRACK_SITE_BEACON_RATE`); none: no limit.
     pub site_beacon_rate: Option<std::num::NonZeroU32>,
+    /// The SMTP server mail is sent through (`ENGAGETRACK_SMTP_URL`); none
+    /// means mail stays in the outbox table.
+    pub smtp: Option<crate::adapters::smtp::SmtpSettings>,
 }
 
 impl AppConfig {
@@ -55,6 +58,8 @@ pub struct AppState {
     pub access_tokens: Arc<AccessTokens>,
     pub cipher: Arc<FieldCipher>,
     pub mailer: Arc<dyn Mailer>,
+    /// Notified when a mail is queued, so a local mail worker sends at once.
+    pub mail_queued: Arc<tokio::sync::Notify>,
     /// The edge's batch key, the sign-in address-hash key, the billing
     /// webhook secrets (a provider without one answers 404) and the
     /// `GET /metrics` token (none: 404); swapped by [`AppState::refresh_keys`].
@@ -222,6 +227,10 @@ pub enum StateError {
     Cache(#[from] crate::cache::CacheError),
     #[error("payment providers: {0}")]
     Payments(String),
+    #[error(transparent)]
+    Smtp(#[from] crate::adapters::smtp::SmtpConfigError),
+    #[error("the secret `{0}` is not UTF-8 text")]
+    SecretNotText(&'static str),
 }
 
 /// Redis when a URL is given, else a cache of this process.
@@ -286,6 +295,7 @@ impl AppState {
         let payments = Arc::new(
             crate::adapters::payments::PaymentApis::new(config.payments.clone()).map_err(|e| StateError::Payments(e.to_string()))?,
         );
+        let mail_queued = Arc::new(tokio::sync::Notify::new());
         Ok(Self {
             cache,
             payments,
@@ -293,7 +303,8 @@ impl AppState {
             config: Arc::new(config),
             access_tokens: Arc::new(AccessTokens::from_secrets(secrets)?),
             cipher,
-            mailer: Arc::new(OutboxMailer::new(pool.clone())),
+            mailer: Arc::new(OutboxMailer::with_signal(pool.clone(), mail_queued.clone())),
+            mail_queued,
             keys: Arc::new(crate::secrets::ServiceKeys::from_secrets(secrets)?),
             edge,
             sign_in_limiter: ports.sign_in_limiter,
@@ -301,6 +312,20 @@ impl AppState {
             secrets: Some(ports.secrets),
             pool,
         })
+    }
+
+    /// The SMTP transport with the current `smtp-password`; `None` when no
+    /// SMTP server is configured (mail then stays in the outbox).
+    pub fn mail_transport(&self) -> Result<Option<Arc<dyn MailTransport>>, StateError> {
+        let Some(settings) = &self.config.smtp else {
+            return Ok(None);
+        };
+        let keys = self.keys.current();
+        let password = match &keys.smtp_password {
+            Some(bytes) => Some(std::str::from_utf8(bytes).map_err(|_| StateError::SecretNotText(crate::adapters::smtp::SMTP_PASSWORD))?),
+            None => None,
+        };
+        Ok(Some(Arc::new(crate::adapters::smtp::SmtpTransport::new(settings, password)?)))
     }
 
     /// Re-reads the secrets (once their TTL has passed) and hands new field
@@ -351,7 +376,9 @@ impl AppState {
         let redis = crate::adapters::redis::RedisSettings::from_env();
         let payments = crate::adapters::payments::PaymentApiConfig::from_env();
         let site_beacon_rate = crate::beacon_rate::rate_from_env()?;
-        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments, site_beacon_rate, ..AppConfig::default() };
+        let smtp = crate::adapters::smtp::SmtpSettings::from_env()?;
+        let config =
+            AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments, site_beacon_rate, smtp, ..AppConfig::default() };
         let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();

@@ -18,6 +18,7 @@ mod edge_to_lambda;
 mod edge_worker;
 mod ingest_batch;
 mod lambdas;
+mod mail;
 mod metrics;
 mod rollups;
 mod sites;

@@ -6,3 +6,4 @@ pub mod cloudflare_kv;
 pub mod payments;
 pub mod postgres;
 pub mod redis;
+pub mod smtp;

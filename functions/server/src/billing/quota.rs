@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::mailer::{Mail, Mailer};
+use crate::mail::{Mail, Mailer};
 
 /// Past 100 % the ingest keeps storing for this much more, then pauses: a
 /// burst near the end of a period loses nothing while the owner reacts.
@@ -104,7 +104,7 @@ pub enum QuotaError {
     #[error(transparent)]
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
-    Mail(#[from] crate::mailer::MailError),
+    Mail(#[from] crate::mail::MailError),
 }
 
 /// The `quota` job: periods, counts, notices (mailed to owners and billing
@@ -188,7 +188,7 @@ fn notice_mail(to: String, threshold: i16, events: i64, quota: i64, plan: &str, 
             format!("Your organisation has used {events} of its {quota} events for this period on the {plan} plan."),
         )
     };
-    Mail { to, subject, body: format!("{what}\n\nSee your usage and change the plan: {link}\n") }
+    Mail::transactional(to, subject, format!("{what}\n\nSee your usage and change the plan: {link}\n"))
 }
 
 /// Subscriptions no provider moves along (the trial, cancelled and paused

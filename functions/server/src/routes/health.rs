@@ -33,7 +33,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     m.set_queue_depth(state.ingest.queue_depth());
     // Best effort: a scrape while the database is away still answers the rest.
     if let Ok(client) = state.pool.get().await
-        && let Ok(row) = client.query_one("SELECT count(*) FROM mail_outbox", &[]).await
+        && let Ok(row) = client.query_one("SELECT count(*) FROM mail_outbox WHERE status IN ('queued', 'sending')", &[]).await
     {
         m.set_mail_outbox(row.get(0));
     }

@@ -25,7 +25,7 @@ use crate::auth::refresh::{self, Issued, RefreshError};
 use crate::auth::SignedInUser;
 use crate::client_ip::{Transport, client_ip};
 use crate::error::{ApiError, ApiResult};
-use crate::mailer::Mail;
+use crate::mail::Mail;
 use crate::state::AppState;
 
 pub const REFRESH_COOKIE: &str = "et_refresh";
@@ -54,11 +54,11 @@ impl From<crate::accounts::PasswordHashError> for ApiError {
     }
 }
 
-impl From<crate::mailer::MailError> for ApiError {
-    fn from(e: crate::mailer::MailError) -> Self {
+impl From<crate::mail::MailError> for ApiError {
+    fn from(e: crate::mail::MailError) -> Self {
         match e {
-            crate::mailer::MailError::Pool(p) => p.into(),
-            crate::mailer::MailError::Db(d) => d.into(),
+            crate::mail::MailError::Pool(p) => p.into(),
+            crate::mail::MailError::Db(d) => d.into(),
         }
     }
 }
@@ -94,11 +94,11 @@ pub(crate) async fn send_verification(state: &AppState, to: &Email, token: &str)
     let link = format!("{}/verify-email?token={token}", state.config.public_url());
     state
         .mailer
-        .send(Mail {
-            to: to.as_str().to_owned(),
-            subject: "Confirm your email address for EngageTrack".into(),
-            body: format!("Welcome to EngageTrack.\n\nConfirm your email address by opening this link (valid for 48 hours):\n{link}\n\nIf you did not sign up, ignore this mail."),
-        })
+        .send(Mail::transactional(
+            to.as_str().to_owned(),
+            "Confirm your email address for EngageTrack",
+            format!("Welcome to EngageTrack.\n\nConfirm your email address by opening this link (valid for 48 hours):\n{link}\n\nIf you did not sign up, ignore this mail."),
+        ))
         .await?;
     Ok(())
 }
@@ -399,11 +399,11 @@ async fn request_password_reset(State(state): State<AppState>, JsonBody(req): Js
         let link = format!("{}/reset-password?token={token}", state.config.public_url());
         state
             .mailer
-            .send(Mail {
-                to: email.as_str().to_owned(),
-                subject: "Reset your EngageTrack password".into(),
-                body: format!("Someone asked to reset the password of this EngageTrack account.\n\nChoose a new password here (valid for one hour, once):\n{link}\n\nIf it was not you, ignore this mail; your password stays as it is."),
-            })
+            .send(Mail::transactional(
+                email.as_str().to_owned(),
+                "Reset your EngageTrack password",
+                format!("Someone asked to reset the password of this EngageTrack account.\n\nChoose a new password here (valid for one hour, once):\n{link}\n\nIf it was not you, ignore this mail; your password stays as it is."),
+            ))
             .await?;
     }
     Ok((StatusCode::ACCEPTED, Json(Done { ok: true })))

@@ -26,7 +26,7 @@ use crate::auth::credentials::Email;
 use crate::auth::opaque::{self, OpaqueToken};
 use crate::auth::{Caller, Permission, Role, SignedInUser};
 use crate::error::{ApiError, ApiResult};
-use crate::mailer::Mail;
+use crate::mail::Mail;
 use crate::state::AppState;
 
 /// How long an invitation link stays valid.
@@ -566,13 +566,13 @@ async fn invite(
     let (org_name, inviter): (String, String) = (names.get(0), names.get(1));
     state
         .mailer
-        .send(Mail {
-            to: email.as_str().to_owned(),
-            subject: format!("You are invited to {org_name} on EngageTrack"),
-            body: format!(
+        .send(Mail::transactional(
+            email.as_str().to_owned(),
+            format!("You are invited to {org_name} on EngageTrack"),
+            format!(
                 "{inviter} invited you to join {org_name} on EngageTrack as {role}.\n\nAccept by opening this link (valid for 7 days, once), signed in with this email address:\n{link}\n\nIf you did not expect this, ignore this mail."
             ),
-        })
+        ))
         .await?;
     Ok((StatusCode::CREATED, Json(invitation_view(&row, now))))
 }

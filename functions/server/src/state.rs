@@ -34,6 +34,9 @@ pub struct AppConfig {
     pub payments: crate::adapters::payments::PaymentApiConfig,
     /// The shared cache (`ENGAGETRACK_REDIS_URL`); none means a cache of this process.
     pub redis: Option<crate::adapters::redis::RedisSettings>,
+    /// Events the local group-commit queue holds at most (`ENGAGETRACK_INGEST_QUEUE`);
+    /// `None`: [`crate::group_commit::QUEUE_CAPACITY`].
+    pub ingest_queue: Option<std::num::NonZeroUsize>,
 }
 
 impl AppConfig {
@@ -266,7 +269,7 @@ impl AppState {
     pub fn with_ports(pool: Pool, secrets: &Secrets, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let pipeline = Arc::new(load_pipeline_with(&config.geo_files, ports.geo_databases)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone()));
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.ingest_queue));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
         let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
             Some(kv) => {
@@ -343,7 +346,7 @@ impl AppState {
         let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
         let redis = crate::adapters::redis::RedisSettings::from_env();
         let payments = crate::adapters::payments::PaymentApiConfig::from_env();
-        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments };
+        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments, ingest_queue: None };
         let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();

@@ -21,6 +21,7 @@ mod lambdas;
 mod metrics;
 mod rollups;
 mod sites;
+mod soak;
 mod stats;
 mod stats_http;
 mod storage;

@@ -345,6 +345,14 @@ async fn create_site(database_url: &str) -> Result<Uuid, SoakError> {
     let (org, site) = (Uuid::new_v4(), Uuid::new_v4());
     client.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'Soak', 'soak')", &[&org]).await?;
     client.execute("INSERT INTO sites (id, organization_id, domain, name) VALUES ($1, $2, 'example.com', 'Soak')", &[&site, &org]).await?;
+    // On the largest plan: the trial's 10,000 events would turn the load into 402s.
+    client
+        .execute(
+            "UPDATE subscriptions SET plan_id = (SELECT id FROM plans ORDER BY monthly_events DESC LIMIT 1), status = 'active'
+             WHERE organization_id = $1",
+            &[&org],
+        )
+        .await?;
     Ok(site)
 }
 

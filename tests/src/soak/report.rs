@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn memory_is_summarised_per_server_process() {
         let s = |at_s, pid, rss_kib| MemorySample { at_s, pid, rss_kib };
-        let samples: Vec<_> = (0..100).map(|i| s(f64::from(i) * 2.0, 7, 1000 + u64::from(i))).chain([s(200.0, 8, 500)]).collect();
+        let samples: Vec<_> = (0..100u32).map(|i| s(f64::from(i) * 2.0, 7, 1000 + u64::from(i))).chain([s(200.0, 8, 500)]).collect();
         let l = lives(&samples);
         assert_eq!(l.len(), 2);
         assert_eq!((l[0].pid, l[0].first_minute_kib, l[0].last_minute_kib, l[0].max_kib), (7, 1015, 1085, 1099));

@@ -39,7 +39,11 @@ async fn no_accepted_beacon_is_lost_or_stored_twice_across_faults() {
     // The queue and the pause answered 503 at once rather than hanging.
     assert!(during(FaultKind::QueueFill).refused.get(&503).is_some_and(|n| *n > 0), "{report}");
     assert!(during(FaultKind::PgPause).refused.get(&503).is_some_and(|n| *n > 0), "{report}");
+    // Refusals are 503s (retry later) only: no 4xx for a valid beacon, no other 5xx.
+    assert!(report.faults.iter().all(|f| f.answers.refused.keys().all(|code| *code == 503)), "{report}");
+    assert!(total.refused.keys().all(|code| *code == 503), "{report}");
+    // The server recovered: after the last fault (and the backlog it left) the load is accepted.
     let after = &report.after_faults;
-    assert!(after.sent > 0 && after.accepted == after.sent, "every beacon after the last fault was accepted: {report}");
+    assert!(after.sent > 0 && after.accepted * 10 >= after.sent * 9, "the load was accepted again after the last fault: {report}");
     assert_eq!(report.lives.len(), 3, "one server process per start: {report}");
 }

@@ -20,8 +20,8 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 300)]
     seconds: u64,
     /// Faults in the order they come, spread evenly over the run.
-    #[arg(long, value_delimiter = ',', default_values_t = FaultKind::ALL.map(|k| k.name().to_owned()))]
-    faults: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| s.parse::<FaultKind>(), default_values_t = FaultKind::ALL)]
+    faults: Vec<FaultKind>,
     /// Seconds PostgreSQL stays frozen in `pg-pause` (the server's pool gives up after 5).
     #[arg(long, default_value_t = 12)]
     pause: u64,
@@ -47,7 +47,6 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("engagetrack"),
     };
     anyhow::ensure!(server.is_file(), "no server binary at {} (cargo build --release -p engagetrack, or pass --server)", server.display());
-    let faults = args.faults.iter().map(|f| f.parse::<FaultKind>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?;
     let config = SoakConfig {
         rate: args.rate,
         duration: Duration::from_secs(args.seconds),
@@ -55,7 +54,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         queue: args.queue,
         burst: args.burst.unwrap_or(3 * args.queue.get()),
         client_timeout: Duration::from_secs(args.client_timeout),
-        faults,
+        faults: args.faults,
         keep_dir: args.keep,
         ..SoakConfig::new(server)
     };

@@ -64,7 +64,6 @@ pub struct PaymentApiFake {
     fake: Fake,
 }
 
-pub const PROVIDERS: [&str; 4] = ["stripe", "paddle", "lemonsqueezy", "polar"];
 /// The LemonSqueezy store the fake knows.
 pub const LEMONSQUEEZY_STORE: &str = "40123";
 

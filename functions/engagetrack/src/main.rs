@@ -132,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
             let edge_kv = EdgeKvConfig::from_env()?;
             let redis = engagetrack_server::adapters::redis::RedisSettings::from_env();
             let payments = engagetrack_server::adapters::payments::PaymentApiConfig::from_env();
+            let timeouts = engagetrack_server::routes::host::Timeouts::from_env()?;
+            let site_beacon_rate = engagetrack_server::beacon_rate::rate_from_env()?;
             let config = AppConfig {
                 client_ip,
                 edge_kv,
@@ -140,6 +142,8 @@ async fn main() -> anyhow::Result<()> {
                 oauth,
                 redis,
                 payments,
+                timeouts,
+                site_beacon_rate,
                 ingest_queue: Some(*ingest_queue),
             };
             let state = state(&cli, &db.url, config).await?;

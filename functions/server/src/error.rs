@@ -11,11 +11,17 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for `Retry-After` on a 429/503, where the default (60 and 1) would mislead.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
+    }
+
+    pub fn with_retry_after(self, seconds: u32) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -58,8 +64,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
         if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
-            let wait = if self.status == StatusCode::TOO_MANY_REQUESTS { "60" } else { "1" };
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(wait));
+            let wait = self.retry_after.unwrap_or(if self.status == StatusCode::TOO_MANY_REQUESTS { 60 } else { 1 });
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
         }
         response
     }
@@ -69,6 +75,16 @@ impl From<crate::auth::rate_limit::RateLimitError> for ApiError {
     fn from(e: crate::auth::rate_limit::RateLimitError) -> Self {
         tracing::error!(error = %e, "sign-in rate limiter");
         Self::unavailable("sign-in is unavailable for a moment; try again")
+    }
+}
+
+/// A plan limit (sites, members) reached: 402, as a payment would lift it.
+impl From<crate::billing::limits::LimitError> for ApiError {
+    fn from(e: crate::billing::limits::LimitError) -> Self {
+        match e {
+            crate::billing::limits::LimitError::Db(e) => e.into(),
+            limit => ApiError::new(StatusCode::PAYMENT_REQUIRED, limit.to_string()),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::billing::quota::QuotaDrops;
 use crate::field_cipher::{CipherError, FieldCipher};
+use crate::beacon_rate::SiteBeaconRate;
 use crate::group_commit::{GroupCommitter, QUEUE_CAPACITY};
 use crate::salt::{SaltError, SaltStore};
 use crate::sites::{SiteDirectory, SiteFilter, SiteStatus};
@@ -36,6 +37,8 @@ pub enum IngestError {
         grace = crate::billing::quota::GRACE_PERCENT
     )]
     OverQuota { site: SiteId, quota: i64 },
+    #[error("site {site} is sending more than {per_second} beacons a second; slow down")]
+    RateLimited { site: SiteId, per_second: std::num::NonZeroU32 },
     /// Nothing was committed; the sender should retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -66,6 +69,8 @@ pub struct Ingest {
     store: Arc<EventStore>,
     committer: GroupCommitter,
     drops: Arc<QuotaDrops>,
+    /// None: beacons are not rate-limited.
+    beacon_rate: Option<SiteBeaconRate>,
 }
 
 /// What happened to an accepted beacon.
@@ -93,13 +98,20 @@ pub struct BatchOutcome {
 
 impl Ingest {
     /// `queue`: events the group commit holds at most ([`QUEUE_CAPACITY`] when `None`).
-    pub fn new(pool: Pool, pipeline: Arc<Pipeline>, salts: Arc<dyn SaltStore>, cipher: Arc<FieldCipher>, queue: Option<NonZeroUsize>) -> Self {
+    pub fn new(
+        pool: Pool,
+        pipeline: Arc<Pipeline>,
+        salts: Arc<dyn SaltStore>,
+        cipher: Arc<FieldCipher>,
+        beacon_rate: Option<std::num::NonZeroU32>,
+        queue: Option<NonZeroUsize>,
+    ) -> Self {
         let store = Arc::new(EventStore { pool: pool.clone(), cipher });
         let capacity = queue.unwrap_or(QUEUE_CAPACITY);
         let committer = GroupCommitter::start(store.clone(), capacity);
         let drops = Arc::new(QuotaDrops::default());
         spawn_drop_flush(drops.clone(), pool.clone());
-        Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer, drops }
+        Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer, drops, beacon_rate: beacon_rate.map(SiteBeaconRate::new) }
     }
 
     /// Drops the cached site answers (after the quota job found a pause).
@@ -134,6 +146,11 @@ impl Ingest {
         let beacon = Beacon::parse(body)?;
         if !self.check_site(beacon.site).await?.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) {
             return Ok(Accepted::Filtered);
+        }
+        if let Some(rate) = &self.beacon_rate
+            && !rate.admit(beacon.site)
+        {
+            return Err(IngestError::RateLimited { site: beacon.site, per_second: rate.per_second() });
         }
         if let Some(reason) = self.pipeline.bot(&beacon, visit) {
             return Ok(Accepted::Bot(reason));

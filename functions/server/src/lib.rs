@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod adapters;
 pub mod audit;
+pub mod beacon_rate;
 pub mod auth;
 pub mod billing;
 pub mod blobs;
@@ -33,13 +34,13 @@ pub mod telemetry;
 pub use routes::app;
 pub use state::{AppConfig, AppState};
 
-/// Serves [`app`] on a TCP listener until `shutdown` completes; the local
-/// binary and the integration tests both run it.
+/// Serves [`app`] on a TCP listener until `shutdown` completes, with the
+/// configured timeouts; the local binary and the integration tests both run it.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let timeouts = state.config.timeouts;
+    routes::host::serve(listener, app(state), timeouts, shutdown).await
 }

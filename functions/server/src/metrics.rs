@@ -46,6 +46,8 @@ pub enum Refusal {
     SiteNotAccepting,
     /// The organisation used its quota and grace (402); counted in `quota_drops` too.
     OverQuota,
+    /// The site sent more beacons a second than `ENGAGETRACK_SITE_BEACON_RATE` allows (429).
+    RateLimited,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,7 +90,7 @@ macro_rules! label_values {
 
 label_values! {
     Outcome { Stored => "stored", Duplicate => "duplicate", Bot => "bot", Filtered => "filtered", Refused => "refused" }
-    Refusal { None => "", Invalid => "invalid", UnknownSite => "unknown_site", InactiveSite => "inactive_site", Unavailable => "unavailable", BadSignature => "bad_signature", SiteNotAccepting => "site_not_accepting", OverQuota => "over_quota" }
+    Refusal { None => "", Invalid => "invalid", UnknownSite => "unknown_site", InactiveSite => "inactive_site", Unavailable => "unavailable", BadSignature => "bad_signature", SiteNotAccepting => "site_not_accepting", OverQuota => "over_quota", RateLimited => "rate_limited" }
     Path { Beacon => "beacon", Batch => "batch" }
     StatsKind { Query => "query", Realtime => "realtime" }
 }

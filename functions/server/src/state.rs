@@ -34,6 +34,11 @@ pub struct AppConfig {
     pub payments: crate::adapters::payments::PaymentApiConfig,
     /// The shared cache (`ENGAGETRACK_REDIS_URL`); none means a cache of this process.
     pub redis: Option<crate::adapters::redis::RedisSettings>,
+    /// The local host's header-read and request timeouts (slowloris, trickled bodies).
+    pub timeouts: crate::routes::host::Timeouts,
+    /// Beacons (`POST /api/e`) one site may send this process per second, twice that in a
+    /// burst (`ENGAGETRACK_SITE_BEACON_RATE`); none: no limit.
+    pub site_beacon_rate: Option<std::num::NonZeroU32>,
     /// Events the local group-commit queue holds at most (`ENGAGETRACK_INGEST_QUEUE`);
     /// `None`: [`crate::group_commit::QUEUE_CAPACITY`].
     pub ingest_queue: Option<std::num::NonZeroUsize>,
@@ -214,6 +219,8 @@ pub enum StateError {
     EdgeKvConfig(#[from] crate::edge_publish::EdgeKvConfigError),
     #[error(transparent)]
     CloudflareKv(#[from] crate::adapters::cloudflare_kv::CloudflareKvError),
+    #[error(transparent)]
+    BeaconRate(#[from] crate::beacon_rate::BeaconRateError),
     #[error("ENGAGETRACK_REDIS_URL: {0}")]
     Cache(#[from] crate::cache::CacheError),
     #[error("payment providers: {0}")]
@@ -269,7 +276,7 @@ impl AppState {
     pub fn with_ports(pool: Pool, secrets: &Secrets, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let pipeline = Arc::new(load_pipeline_with(&config.geo_files, ports.geo_databases)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.ingest_queue));
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.site_beacon_rate, config.ingest_queue));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
         let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
             Some(kv) => {
@@ -346,7 +353,8 @@ impl AppState {
         let edge_kv = crate::edge_publish::EdgeKvConfig::from_env()?;
         let redis = crate::adapters::redis::RedisSettings::from_env();
         let payments = crate::adapters::payments::PaymentApiConfig::from_env();
-        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments, ingest_queue: None };
+        let site_beacon_rate = crate::beacon_rate::rate_from_env()?;
+        let config = AppConfig { client_ip, edge_kv, geo_files, public_url, oauth, redis, payments, site_beacon_rate, ..AppConfig::default() };
         let ports = Ports::from_config(&pool, &AdapterConfig::from_env()).await?;
         let state = Self::from_ports(pool, config, ports).await?;
         state.spawn_key_refresh();

@@ -120,3 +120,35 @@ async fn seed_demo_sends_a_month_through_the_ingest_path() {
     assert_eq!((again.site_id, again.events_sent), (demo.site_id, 0), "a second run adds no traffic");
     assert_ne!(again.password, demo.password, "but resets the password it prints");
 }
+
+/// The schema that ships is plain PostgreSQL (TimescaleDB cannot be had on
+/// this machine kind or on RDS; see README "Storage"): `events` is an
+/// ordinary table with a BRIN index on `ts`, and a site's time range is read
+/// through the primary key, not by scanning every site's rows.
+#[tokio::test]
+async fn the_shipped_schema_is_plain_postgresql_with_brin_on_event_time() {
+    let test_db = TestDb::create().await;
+    db::migrate(&test_db.pool()).await.unwrap();
+    let client = test_db.client().await;
+    let timescale: i64 = client.query_one("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'", &[]).await.unwrap().get(0);
+    assert_eq!(timescale, 0, "the Timescale branch ran without the extension preloaded");
+    let indexes: Vec<(String, String)> = client
+        .query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(indexes.iter().any(|(name, def)| name == "events_ts_brin" && def.contains("USING brin (ts)")), "{indexes:?}");
+    assert!(indexes.iter().any(|(_, def)| def.contains("UNIQUE") && def.contains("(site_id, ts, id)")), "{indexes:?}");
+    client.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let plan: String = client
+        .query("EXPLAIN SELECT count(*) FROM events WHERE site_id = '00000000-0000-0000-0000-000000000001' AND ts >= now() - interval '1 day'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("events_pkey"), "a site's day is read by the primary key:\n{plan}");
+}

@@ -15,6 +15,9 @@ use super::credentials::Email;
 pub const WINDOW: Duration = Duration::minutes(15);
 pub const MAX_FAILURES_PER_ACCOUNT: i64 = 10;
 pub const MAX_FAILURES_PER_IP: i64 = 50;
+/// Sign-ups from one client address per [`WINDOW`]: each sends a mail and
+/// makes an account, so a script signing up in a loop stops here.
+pub const MAX_SIGN_UPS_PER_IP: i64 = 10;
 
 /// The two counters one sign-in attempt touches.
 #[derive(Debug, Clone)]
@@ -25,10 +28,7 @@ pub struct LoginKeys {
 
 impl LoginKeys {
     pub fn new(email: &Email, ip: IpAddr, ip_hash_key: &[u8]) -> Self {
-        let mut h = Sha256::new();
-        h.update(ip_hash_key);
-        h.update(ip.to_string().as_bytes());
-        Self { account: format!("account:{}", email.as_str()), ip: format!("ip:{}", hex::encode(&h.finalize()[..16])) }
+        Self { account: format!("account:{}", email.as_str()), ip: address_key("ip", ip, ip_hash_key) }
     }
 
     /// The account's counter key.
@@ -40,6 +40,19 @@ impl LoginKeys {
     pub fn ip(&self) -> &str {
         &self.ip
     }
+}
+
+/// The counter key of `kind` uses from a client address: a keyed hash, never the address.
+fn address_key(kind: &str, ip: IpAddr, ip_hash_key: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(ip_hash_key);
+    h.update(ip.to_string().as_bytes());
+    format!("{kind}:{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// The counter of sign-ups from this address.
+pub fn sign_up_key(ip: IpAddr, ip_hash_key: &[u8]) -> String {
+    address_key("signup", ip, ip_hash_key)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +70,17 @@ pub trait SignInLimiter: Send + Sync {
     /// The attempt was right: its provisional failure is taken back and the
     /// account's counter restarts.
     async fn succeeded(&self, keys: &LoginKeys, now: DateTime<Utc>) -> Result<(), RateLimitError>;
+    /// Counts one use of `key` (a sign-up from an address, say) and judges
+    /// the uses in the window, this one included, against `limit`.
+    async fn count_use(&self, key: &str, limit: i64, now: DateTime<Utc>) -> Result<Verdict, RateLimitError>;
 }
 
 /// The rule every store applies to its counts (which include this attempt).
 pub fn verdict(account_failures: i64, ip_failures: i64) -> Verdict {
-    if account_failures > MAX_FAILURES_PER_ACCOUNT || ip_failures > MAX_FAILURES_PER_IP { Verdict::Limited } else { Verdict::Allowed }
+    match (within(account_failures, MAX_FAILURES_PER_ACCOUNT), within(ip_failures, MAX_FAILURES_PER_IP)) {
+        (Verdict::Allowed, Verdict::Allowed) => Verdict::Allowed,
+        _ => Verdict::Limited,
+    }
 }
 
 /// The local adapter: rows in `login_failures`.
@@ -90,6 +109,22 @@ impl SignInLimiter for PgSignInLimiter {
         let db = self.pool.get().await.map_err(pg_error)?;
         succeeded(&db, keys, now).await.map_err(pg_error)
     }
+
+    async fn count_use(&self, key: &str, limit: i64, now: DateTime<Utc>) -> Result<Verdict, RateLimitError> {
+        let db = self.pool.get().await.map_err(pg_error)?;
+        db.execute("INSERT INTO login_failures (key, failed_at) VALUES ($1, $2)", &[&key, &now]).await.map_err(pg_error)?;
+        let uses: i64 = db
+            .query_one("SELECT count(*) FROM login_failures WHERE key = $1 AND failed_at > $2", &[&key, &(now - WINDOW)])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(within(uses, limit))
+    }
+}
+
+/// Uses counted with this one: over `limit` is limited.
+pub fn within(uses: i64, limit: i64) -> Verdict {
+    if uses > limit { Verdict::Limited } else { Verdict::Allowed }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -321,6 +321,39 @@ pub struct Plan {
     pub retention_days: i32,
 }
 
+/// A plan in the list anyone signed in may read: its limits, whether new
+/// organisations start on it, its trial, and the providers with a price for it.
+#[derive(Debug, Clone)]
+pub struct PlanListing {
+    pub plan: Plan,
+    pub is_default: bool,
+    pub trial_days: Option<i32>,
+    pub priced_by: Vec<Provider>,
+}
+
+/// Every plan, smallest first.
+pub async fn plans(db: &impl GenericClient) -> Result<Vec<PlanListing>, BillingError> {
+    let rows = db
+        .query(
+            "SELECT id, name, monthly_events, max_sites, max_members, retention_days, is_default, trial_days, price_ids
+             FROM plans ORDER BY monthly_events, id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let prices: serde_json::Value = r.get(8);
+            let priced_by = Provider::ALL
+                .into_iter()
+                .filter(|p| prices.get(p.as_str()).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty()))
+                .collect();
+            let plan = Plan { id: r.get(0), name: r.get(1), monthly_events: r.get(2), max_sites: r.get(3), max_members: r.get(4), retention_days: r.get(5) };
+            PlanListing { plan, is_default: r.get(6), trial_days: r.get(7), priced_by }
+        })
+        .collect())
+}
+
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     pub plan: Plan,

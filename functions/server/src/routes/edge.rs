@@ -72,6 +72,7 @@ pub(crate) fn refusal_of(status: StatusCode) -> crate::metrics::Refusal {
         StatusCode::FORBIDDEN => Refusal::InactiveSite,
         StatusCode::UNAUTHORIZED => Refusal::BadSignature,
         StatusCode::PAYMENT_REQUIRED => Refusal::OverQuota,
+        StatusCode::TOO_MANY_REQUESTS => Refusal::RateLimited,
         s if s.is_server_error() => Refusal::Unavailable,
         _ => Refusal::Invalid,
     }
@@ -124,6 +125,7 @@ pub(crate) fn ingest_error(e: IngestError) -> ApiError {
         e @ IngestError::UnknownSite(_) => ApiError::not_found(e.to_string()),
         e @ IngestError::InactiveSite(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
         e @ IngestError::OverQuota { .. } => ApiError::new(StatusCode::PAYMENT_REQUIRED, e.to_string()),
+        e @ IngestError::RateLimited { .. } => ApiError::too_many_requests(e.to_string()).with_retry_after(1),
         IngestError::Unavailable(reason) => {
             tracing::warn!(%reason, "beacon not stored");
             ApiError::unavailable("storage is unavailable; retry later")

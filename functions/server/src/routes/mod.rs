@@ -6,6 +6,7 @@ pub mod api;
 pub mod dashboard;
 pub mod edge;
 pub mod health;
+pub mod host;
 pub mod ingest;
 pub mod webhooks;
 

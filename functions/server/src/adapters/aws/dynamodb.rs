@@ -287,4 +287,9 @@ impl SignInLimiter for DynamoSignInLimiter {
         // The address keeps its other failures; only this attempt's is taken back.
         self.add(keys.ip(), minute_of(now), -1).await
     }
+
+    async fn count_use(&self, key: &str, limit: i64, now: DateTime<Utc>) -> Result<Verdict, RateLimitError> {
+        self.add(key, minute_of(now), 1).await?;
+        Ok(rate_limit::within(self.failures(key, now).await?, limit))
+    }
 }

@@ -64,15 +64,7 @@ mod tests {
     #[test]
     fn json_api_shapes() {
         let org = Uuid::new_v4();
-        let r = CheckoutRequest {
-            organization_id: org,
-            price_id: "654321".into(),
-            customer_email: Some("ann@example.com".into()),
-            external_customer_id: None,
-            success_url: "https://app.example/billing".into(),
-            cancel_url: "https://app.example/billing".into(),
-            idempotency_key: Uuid::nil(),
-        };
+        let r = super::super::checkout_request(org, "654321");
         assert!(checkout(&r, None).is_err(), "no store, no checkout");
         let ApiBody::Json(body, content_type) = checkout(&r, Some("12345")).unwrap().body else { panic!("json") };
         assert_eq!(content_type, JSON_API);

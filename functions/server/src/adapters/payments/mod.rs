@@ -259,3 +259,17 @@ mod tests {
         assert!(checked_url("javascript:alert(1)".into()).is_err());
     }
 }
+
+/// The checkout every provider's unit test starts from: a new customer by email.
+#[cfg(test)]
+fn checkout_request(organization_id: uuid::Uuid, price_id: &str) -> CheckoutRequest {
+    CheckoutRequest {
+        organization_id,
+        price_id: price_id.into(),
+        customer_email: Some("ann@example.com".into()),
+        external_customer_id: None,
+        success_url: "https://app.example/billing".into(),
+        cancel_url: "https://app.example/billing".into(),
+        idempotency_key: uuid::Uuid::nil(),
+    }
+}

@@ -61,13 +61,9 @@ mod tests {
     fn transaction_and_portal_shapes() {
         let org = Uuid::new_v4();
         let r = CheckoutRequest {
-            organization_id: org,
-            price_id: "pri_01growth".into(),
             customer_email: None,
             external_customer_id: Some("ctm_01abc".into()),
-            success_url: "https://app.example/billing".into(),
-            cancel_url: "https://app.example/billing".into(),
-            idempotency_key: Uuid::nil(),
+            ..super::super::checkout_request(org, "pri_01growth")
         };
         let ApiBody::Json(body, _) = checkout(&r).body else { panic!("json") };
         assert_eq!(body["items"][0]["price_id"], "pri_01growth");

@@ -52,15 +52,7 @@ mod tests {
     #[test]
     fn checkout_and_session_shapes() {
         let org = Uuid::new_v4();
-        let r = CheckoutRequest {
-            organization_id: org,
-            price_id: "0f6e7f4c-prod".into(),
-            customer_email: Some("ann@example.com".into()),
-            external_customer_id: None,
-            success_url: "https://app.example/billing".into(),
-            cancel_url: "https://app.example/billing".into(),
-            idempotency_key: Uuid::nil(),
-        };
+        let r = super::super::checkout_request(org, "0f6e7f4c-prod");
         let ApiBody::Json(body, _) = checkout(&r).body else { panic!("json") };
         assert_eq!(body["products"][0], "0f6e7f4c-prod");
         assert_eq!(body["metadata"]["organization_id"], org.to_string());

@@ -63,15 +63,7 @@ mod tests {
     #[test]
     fn the_checkout_carries_the_organisation_on_session_and_subscription() {
         let org = Uuid::new_v4();
-        let r = CheckoutRequest {
-            organization_id: org,
-            price_id: "price_growth".into(),
-            customer_email: Some("ann@example.com".into()),
-            external_customer_id: None,
-            success_url: "https://app.example/billing?checkout=done".into(),
-            cancel_url: "https://app.example/billing".into(),
-            idempotency_key: Uuid::nil(),
-        };
+        let r = CheckoutRequest { success_url: "https://app.example/billing?checkout=done".into(), ..super::super::checkout_request(org, "price_growth") };
         let request = checkout(&r);
         let ApiBody::Form(form) = &request.body else { panic!("a form") };
         let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());

@@ -20,7 +20,7 @@ use crate::accounts::{self, TokenPurpose};
 use crate::audit::{self, Action};
 use crate::auth::credentials::{Email, NewPassword};
 use crate::auth::jwt::ACCESS_TOKEN_TTL;
-use crate::auth::rate_limit::{LoginKeys, Verdict};
+use crate::auth::rate_limit::{self, LoginKeys, Verdict};
 use crate::auth::refresh::{self, Issued, RefreshError};
 use crate::auth::SignedInUser;
 use crate::client_ip::{Transport, client_ip};
@@ -105,8 +105,20 @@ pub(crate) async fn send_verification(state: &AppState, to: &Email, token: &str)
 
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", security(()),
     request_body = SignUpRequest,
-    responses((status = 201, body = SignUpResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn sign_up(State(state): State<AppState>, JsonBody(req): JsonBody<SignUpRequest>) -> ApiResult<(StatusCode, Json<SignUpResponse>)> {
+    responses((status = 201, body = SignUpResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too many sign-ups from this address")))]
+async fn sign_up(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<SignUpRequest>,
+) -> ApiResult<(StatusCode, Json<SignUpResponse>)> {
+    // Counted before anything slow (the password hash) or anything sent (the mail).
+    let ip = client_ip(state.config.client_ip, &headers, &peer).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = rate_limit::sign_up_key(ip, &state.keys.current().ip_hash);
+    if state.sign_in_limiter.count_use(&key, rate_limit::MAX_SIGN_UPS_PER_IP, now()).await? == Verdict::Limited {
+        return Err(ApiError::too_many_requests("too many sign-ups from this address; wait 15 minutes"));
+    }
     let email = Email::parse(&req.email)?;
     let name = clean_name(req.name)?;
     let password = NewPassword::parse(&req.password, &email, name.as_deref())?;

@@ -31,15 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_records))
 }
 
-impl From<crate::billing::limits::LimitError> for ApiError {
-    fn from(e: crate::billing::limits::LimitError) -> Self {
-        match e {
-            crate::billing::limits::LimitError::Db(e) => e.into(),
-            limit => ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, limit.to_string()),
-        }
-    }
-}
-
 impl From<CheckoutError> for ApiError {
     fn from(e: CheckoutError) -> Self {
         match e {
@@ -121,12 +112,8 @@ async fn put_details(
 /// A plan as offered: its limits and the providers it can be bought through here.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PlanOffer {
-    pub id: String,
-    pub name: String,
-    pub monthly_events: i64,
-    pub max_sites: i32,
-    pub max_members: i32,
-    pub retention_days: i32,
+    #[serde(flatten)]
+    pub plan: store::Plan,
     /// The plan new organisations start on (not bought).
     pub is_default: bool,
     pub trial_days: Option<i32>,
@@ -137,39 +124,19 @@ pub struct PlanOffer {
 #[utoipa::path(get, path = "/api/billing/plans", tag = "billing",
     responses((status = 200, body = Vec<PlanOffer>), (status = 401, body = ErrorBody)))]
 async fn list_plans(State(state): State<AppState>, _user: SignedInUser) -> ApiResult<Json<Vec<PlanOffer>>> {
-    let keys = state.keys.current();
-    let configured = keys.payment_api_keys.providers();
+    let configured = state.keys.current().payment_api_keys.providers();
     let db = state.pool.get().await?;
-    let rows = db
-        .query(
-            "SELECT id, name, monthly_events, max_sites, max_members, retention_days, is_default, trial_days, price_ids
-             FROM plans ORDER BY monthly_events, id",
-            &[],
-        )
-        .await?;
-    let plans = rows
-        .iter()
-        .map(|r| {
-            let prices: serde_json::Value = r.get(8);
-            let providers = configured
-                .iter()
-                .copied()
-                .filter(|p| prices.get(p.as_str()).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty()))
-                .collect();
-            PlanOffer {
-                id: r.get(0),
-                name: r.get(1),
-                monthly_events: r.get(2),
-                max_sites: r.get(3),
-                max_members: r.get(4),
-                retention_days: r.get(5),
-                is_default: r.get(6),
-                trial_days: r.get(7),
-                providers,
-            }
+    let offers = store::plans(&db)
+        .await?
+        .into_iter()
+        .map(|l| PlanOffer {
+            plan: l.plan,
+            is_default: l.is_default,
+            trial_days: l.trial_days,
+            providers: l.priced_by.into_iter().filter(|p| configured.contains(p)).collect(),
         })
         .collect();
-    Ok(Json(plans))
+    Ok(Json(offers))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

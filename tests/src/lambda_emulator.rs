@@ -249,20 +249,8 @@ pub fn binary(function: Function) -> PathBuf {
         return PathBuf::from(dir).join(function.binary());
     }
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let mut command = std::process::Command::new(cargo);
-        command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).args(["build", "--message-format=json-render-diagnostics"]);
-        for f in Function::ALL {
-            command.args(["-p", &format!("engagetrack-{}", f.binary()), "--bin", f.binary()]);
-        }
-        let output = command.stderr(Stdio::inherit()).output().expect("run cargo build for the Lambda binaries");
-        assert!(output.status.success(), "cargo build of the Lambda binaries failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact")
-            .filter_map(|m| Some((m["target"]["name"].as_str()?.to_owned(), PathBuf::from(m["executable"].as_str()?))))
-            .collect()
+        let packages: Vec<(String, &str)> = Function::ALL.iter().map(|f| (format!("engagetrack-{}", f.binary()), f.binary())).collect();
+        crate::cargo_build(&packages.iter().map(|(p, b)| (p.as_str(), *b)).collect::<Vec<_>>())
     });
     built.get(function.binary()).cloned().unwrap_or_else(|| panic!("cargo built no `{}` binary", function.binary()))
 }

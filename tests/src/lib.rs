@@ -22,6 +22,7 @@ pub mod payment_api_fake;
 pub mod payment_fakes;
 pub mod redis_server;
 pub mod smtp_server;
+pub mod soak;
 pub mod test_ca;
 
 /// A loopback port nothing listens on now, for a server a test starts as a child process.
@@ -30,6 +31,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// Builds `(package, binary)` pairs in debug (a no-op when fresh) and
+/// returns each binary's path by name, so a test never runs a stale one.
+pub fn cargo_build(binaries: &[(&str, &str)]) -> std::collections::HashMap<String, std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).args(["build", "--message-format=json-render-diagnostics"]);
+    for (package, binary) in binaries {
+        command.args(["-p", package, "--bin", binary]);
+    }
+    let output = command.stderr(std::process::Stdio::inherit()).output().expect("run cargo build");
+    assert!(output.status.success(), "cargo build of {binaries:?} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| Some((m["target"]["name"].as_str()?.to_owned(), std::path::PathBuf::from(m["executable"].as_str()?))))
+        .collect()
 }
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

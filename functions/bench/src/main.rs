@@ -1,7 +1,8 @@
-//! `cargo run --release -p engagetrack-bench -- <copy|rollup|http|stats>`
+//! `cargo run --release -p engagetrack-bench -- <copy|rollup|http|stats|soak>`
 //!
 //! Each run makes a scratch database on the PostgreSQL at `DATABASE_URL`
-//! (else 127.0.0.1:5432), measures, prints one JSON line, and drops it.
+//! (else 127.0.0.1:5432), measures, prints one JSON line, and drops it;
+//! `soak` runs its own PostgreSQL and server instead (see [`soak`]).
 
 /// Many small allocations per beacon (parsing, enrichment, the queue):
 /// mimalloc serves them faster than the system allocator.
@@ -15,6 +16,7 @@ use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use engagetrack_server::rollup;
 
+mod soak;
 mod stats;
 use engagetrack_tests::TestApp;
 use shared::{AnonymisedEvent, EventId, Pipeline, Processed, Salt, SiteId, Visit};
@@ -55,6 +57,11 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         connections: u32,
     },
+    /// A steady load of beacons on `engagetrack serve` (a child process) and
+    /// its own PostgreSQL while both are restarted, paused, flooded and
+    /// killed; accepted, refused, unanswered, stored, lost and duplicated
+    /// beacons, per fault, and the server's memory over time.
+    Soak(soak::SoakArgs),
 }
 
 const UAS: &[&str] = &[
@@ -96,9 +103,13 @@ fn synthetic_day(site: SiteId, n: usize) -> Vec<AnonymisedEvent> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Soak(args) => return soak::run(args).await,
+        other => other,
+    };
     let app = TestApp::spawn().await;
     let site = app.create_site().await;
-    match cli.command {
+    match command {
         Command::Copy { events, batch } => {
             let all = synthetic_day(site, events);
             let started = Instant::now();
@@ -151,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                                    "events_per_second": stored as f64 / f64::from(seconds), "wrk_non_2xx": non_2xx})
             );
         }
+        Command::Soak(_) => anyhow::bail!("the soak runs on its own PostgreSQL, not the scratch database"),
     }
     Ok(())
 }

@@ -59,6 +59,9 @@ enum Command {
         /// The address users open the dashboard at (links in mail); defaults to http://<addr>.
         #[arg(long, env = "ENGAGETRACK_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Beacons waiting for their group commit at most; beyond it `POST /api/e` answers 503.
+        #[arg(long, env = "ENGAGETRACK_INGEST_QUEUE", default_value_t = engagetrack_server::group_commit::QUEUE_CAPACITY)]
+        ingest_queue: std::num::NonZeroUsize,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -126,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             let pipeline = load_pipeline(&cli.geo_files)?;
             enrich::run(std::io::stdin().lock(), std::io::BufWriter::new(std::io::stdout().lock()), &pipeline)?;
         }
-        Command::Serve { addr, client_ip, trust_proxy, public_url } => {
+        Command::Serve { addr, client_ip, trust_proxy, public_url, ingest_queue } => {
             let db = database(&cli).await?;
             let public_url = public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
             let oauth = engagetrack_server::oauth::ProviderConfig::from_env();
@@ -148,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 timeouts,
                 site_beacon_rate,
                 smtp,
+                ingest_queue: Some(*ingest_queue),
             };
             let state = state(&cli, &db.url, config).await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

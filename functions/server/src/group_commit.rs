@@ -7,6 +7,7 @@
 //! A request is answered 2xx only after its event is committed; a full queue
 //! or a failed write answers 503 and the sender retries.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ pub const MAX_BATCH: usize = 4_000;
 /// disk, the next batch is already being copied.
 pub const WRITERS: usize = 4;
 pub const LINGER: Duration = Duration::from_millis(4);
-/// Events waiting at most; beyond it requests are refused with 503.
-pub const QUEUE_CAPACITY: usize = 50_000;
+/// Events waiting at most, unless configured otherwise; beyond it requests
+/// are refused with 503.
+pub const QUEUE_CAPACITY: NonZeroUsize = NonZeroUsize::new(50_000).unwrap();
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CommitError {
@@ -41,16 +43,17 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Starts the writer task on the current tokio runtime.
-    pub fn start(store: Arc<EventStore>) -> Self {
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+    /// Starts the writer task on the current tokio runtime; at most
+    /// `capacity` events wait for a transaction.
+    pub fn start(store: Arc<EventStore>, capacity: NonZeroUsize) -> Self {
+        let (queue, rx) = mpsc::channel(capacity.get());
         tokio::spawn(writer(store, rx));
         Self { queue }
     }
 
     /// Events queued and not yet taken by a transaction.
     pub fn queue_depth(&self) -> usize {
-        QUEUE_CAPACITY - self.queue.capacity()
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Resolves once the event is committed (or known not to be).

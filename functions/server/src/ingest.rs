@@ -3,6 +3,7 @@
 //! [`Ingest::accept`] is what `POST /api/e` runs; [`Ingest::prepare`] and
 //! [`EventStore::write`] are its two halves, used apart by `seed-demo`.
 
+use std::num::NonZeroUsize;
 use std::pin::pin;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::billing::quota::QuotaDrops;
 use crate::field_cipher::{CipherError, FieldCipher};
 use crate::beacon_rate::SiteBeaconRate;
-use crate::group_commit::GroupCommitter;
+use crate::group_commit::{GroupCommitter, QUEUE_CAPACITY};
 use crate::salt::{SaltError, SaltStore};
 use crate::sites::{SiteDirectory, SiteFilter, SiteStatus};
 
@@ -96,15 +97,18 @@ pub struct BatchOutcome {
 }
 
 impl Ingest {
+    /// `queue`: events the group commit holds at most ([`QUEUE_CAPACITY`] when `None`).
     pub fn new(
         pool: Pool,
         pipeline: Arc<Pipeline>,
         salts: Arc<dyn SaltStore>,
         cipher: Arc<FieldCipher>,
         beacon_rate: Option<std::num::NonZeroU32>,
+        queue: Option<NonZeroUsize>,
     ) -> Self {
         let store = Arc::new(EventStore { pool: pool.clone(), cipher });
-        let committer = GroupCommitter::start(store.clone());
+        let capacity = queue.unwrap_or(QUEUE_CAPACITY);
+        let committer = GroupCommitter::start(store.clone(), capacity);
         let drops = Arc::new(QuotaDrops::default());
         spawn_drop_flush(drops.clone(), pool.clone());
         Self { pipeline, sites: SiteDirectory::new(pool), salts, store, committer, drops, beacon_rate: beacon_rate.map(SiteBeaconRate::new) }

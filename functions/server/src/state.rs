@@ -42,6 +42,9 @@ pub struct AppConfig {
     /// The SMTP server mail is sent through (`ENGAGETRACK_SMTP_URL`); none
     /// means mail stays in the outbox table.
     pub smtp: Option<crate::adapters::smtp::SmtpSettings>,
+    /// Events the local group-commit queue holds at most (`ENGAGETRACK_INGEST_QUEUE`);
+    /// `None`: [`crate::group_commit::QUEUE_CAPACITY`].
+    pub ingest_queue: Option<std::num::NonZeroUsize>,
 }
 
 impl AppConfig {
@@ -282,7 +285,7 @@ impl AppState {
     pub fn with_ports(pool: Pool, secrets: &Secrets, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let pipeline = Arc::new(load_pipeline_with(&config.geo_files, ports.geo_databases)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.site_beacon_rate));
+        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.site_beacon_rate, config.ingest_queue));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
         let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
             Some(kv) => {

@@ -22,6 +22,7 @@ mod mail;
 mod metrics;
 mod rollups;
 mod sites;
+mod soak;
 mod stats;
 mod stats_http;
 mod storage;

@@ -119,6 +119,18 @@ impl LocalCluster {
         self.pg_ctl(&["restart", "-w", "-t", "60", "-m", "fast", "-l"], Some(&self.log_file())).map(drop)
     }
 
+    /// Stops without a checkpoint, as a crash or power loss would, and starts
+    /// again: the server replays its WAL, so only committed work is there. The soak uses it.
+    pub fn restart_immediately(&self) -> Result<(), LocalPgError> {
+        self.pg_ctl(&["restart", "-w", "-t", "60", "-m", "immediate", "-l"], Some(&self.log_file())).map(drop)
+    }
+
+    /// The postmaster's process id, from `postmaster.pid` (none while stopped).
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// Fast shutdown: clients are disconnected, committed work is on disk.
     pub fn stop(&mut self) -> Result<(), LocalPgError> {
         if !self.started_here {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 pub mod users;
 pub use users::{Answer, ApiClient, OutboxMail, TestUser, token_from_mail};
 
-use engagetrack_server::state::{AdapterConfig, Ports};
+use engagetrack_server::adapters::{AdapterConfig, Ports};
 use engagetrack_server::adapters::postgres as db;
 use engagetrack_server::{AppConfig, AppState};
 use shared::SiteId;

@@ -19,7 +19,8 @@ use engagetrack_server::billing::Provider;
 use engagetrack_server::blobs::{BlobError, BlobMeta, BlobStore};
 use engagetrack_server::salt::{self, SaltError, SaltStore};
 use engagetrack_server::secrets::{CachedSecrets, SecretSource, SecretsError};
-use engagetrack_server::state::{AdapterConfig, Ports, StateError};
+use engagetrack_server::adapters::{AdapterConfig, Ports};
+use engagetrack_server::state::StateError;
 use engagetrack_server::{AppConfig, AppState};
 use engagetrack_tests::moto::{Moto, S3rver};
 use engagetrack_tests::{TestApp, TestDb};
@@ -477,7 +478,7 @@ async fn geo_databases_are_read_from_the_bucket_at_cold_start() {
     let db = TestDb::create().await;
     let pool = db.pool();
     let dir = tempfile::tempdir().unwrap();
-    let (files, objects) = engagetrack_server::state::split_geo("s3://engagetrack-geo/geo/city.mmdb");
+    let (files, objects) = engagetrack_server::adapters::split_geo("s3://engagetrack-geo/geo/city.mmdb");
     assert!(files.is_empty());
     let adapters = AdapterConfig {
         secrets_file: Some(dir.path().join("secrets.json")),
@@ -498,7 +499,7 @@ async fn geo_databases_are_read_from_the_bucket_at_cold_start() {
 
 #[test]
 fn geo_entries_keep_s3_urls_whole() {
-    let (files, objects) = engagetrack_server::state::split_geo("/a/v4.mmdb:s3://b/geo/v6.mmdb::/c.mmdb");
+    let (files, objects) = engagetrack_server::adapters::split_geo("/a/v4.mmdb:s3://b/geo/v6.mmdb::/c.mmdb");
     assert_eq!(files, vec![std::path::PathBuf::from("/a/v4.mmdb"), "/c.mmdb".into()]);
     assert_eq!(objects, vec!["s3://b/geo/v6.mmdb".to_owned()]);
 }

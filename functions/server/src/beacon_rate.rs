@@ -6,6 +6,7 @@
 //! Signed batches from the edge are not limited here: the edge batches them.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use shared::SiteId;
@@ -13,19 +14,24 @@ use shared::SiteId;
 pub struct SiteBeaconRate {
     limiter: DefaultKeyedRateLimiter<SiteId>,
     per_second: NonZeroU32,
+    /// Beacons judged; every [`SWEEP_EVERY`]th sweeps out quiet sites' buckets.
+    judged: AtomicU64,
 }
+
+/// Counting the buckets walks every shard of the map: too dear for each beacon.
+const SWEEP_EVERY: u64 = 65_536;
 
 impl SiteBeaconRate {
     pub fn new(per_second: NonZeroU32) -> Self {
         let burst = per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1));
-        Self { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), per_second }
+        Self { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), per_second, judged: AtomicU64::new(0) }
     }
 
     /// Takes one beacon from the site's bucket: false when it is empty.
     pub fn admit(&self, site: SiteId) -> bool {
         let admitted = self.limiter.check_key(&site).is_ok();
         // Buckets of sites that went quiet are full again: dropping them changes nothing but memory.
-        if self.limiter.len() > 10_000 {
+        if self.judged.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
         admitted

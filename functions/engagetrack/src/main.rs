@@ -90,6 +90,10 @@ enum Command {
     /// Send due mail from the outbox through ENGAGETRACK_SMTP_URL once (at most
     /// 200 messages); prints what was sent, retried and failed.
     SendMail,
+    /// Queue the weekly and monthly email reports that are due now (each once).
+    SendReports,
+    /// Queue traffic-spike alerts for members whose threshold is reached (at most one an hour each).
+    SpikeAlerts,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
 }
@@ -210,17 +214,33 @@ async fn main() -> anyhow::Result<()> {
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::Retention.run(&state, chrono::Utc::now()).await?);
         }
+        Command::SendReports | Command::SpikeAlerts => {
+            let db = database(&cli).await?;
+            let public_url = std::env::var("ENGAGETRACK_PUBLIC_URL").unwrap_or_default();
+            let state = state(&cli, &db.url, AppConfig { public_url, ..AppConfig::default() }).await?;
+            let job = if matches!(cli.command, Command::SendReports) { Job::SendReports } else { Job::SpikeAlerts };
+            println!("{}", job.run(&state, chrono::Utc::now()).await?);
+        }
     }
     Ok(())
 }
 
-/// The EventBridge schedules' local stand-in: salts every 5 minutes,
-/// rollups every hour, retention once a day (each also at start-up).
+/// The EventBridge schedules' local stand-in, on a one-minute tick: spike
+/// alerts every minute, salts, quotas and reports every 5 minutes, rollups
+/// every hour, retention once a day (each also at start-up).
 async fn run_jobs_on_timers(state: AppState) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     for n in 0u64.. {
         tick.tick().await;
-        let due = [(Job::RotateSalt, 1), (Job::Quota, 1), (Job::Rollup, 12), (Job::SyncEdgeSites, 12), (Job::Retention, 288)];
+        let due = [
+            (Job::SpikeAlerts, 1),
+            (Job::RotateSalt, 5),
+            (Job::Quota, 5),
+            (Job::SendReports, 5),
+            (Job::Rollup, 60),
+            (Job::SyncEdgeSites, 60),
+            (Job::Retention, 1440),
+        ];
         for (job, every) in due {
             if n % every == 0 {
                 if let Err(e) = job.run(&state, chrono::Utc::now()).await {

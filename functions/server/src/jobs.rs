@@ -29,10 +29,15 @@ pub enum Job {
     Quota,
     /// Send due mail from the outbox over SMTP (a no-op without SMTP).
     SendMail,
+    /// Queue the weekly and monthly email reports that are due.
+    SendReports,
+    /// Queue traffic-spike alerts for members whose threshold is reached.
+    SpikeAlerts,
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail];
+    pub const ALL: &[Job] =
+        &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail, Job::SendReports, Job::SpikeAlerts];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +47,8 @@ impl Job {
             Job::Retention => "retention",
             Job::Quota => "quota",
             Job::SendMail => "send-mail",
+            Job::SendReports => "send-reports",
+            Job::SpikeAlerts => "spike-alerts",
         }
     }
 
@@ -85,6 +92,15 @@ impl Job {
                 }
                 None => json!({ "job": self.name(), "smtp_configured": false }),
             },
+            Job::SendReports | Job::SpikeAlerts => {
+                let key = crate::reports::token::LinkKey::new(state.keys.current().mail_link.as_deref()).map_err(crate::reports::ReportError::from)?;
+                let post = crate::reports::Post { pool: &state.pool, mailer: &*state.mailer, key: &key, public_url: state.config.public_url() };
+                let run = match self {
+                    Job::SendReports => crate::reports::send_reports(post, now).await?,
+                    _ => crate::reports::send_spike_alerts(post, now).await?,
+                };
+                json!({ "job": self.name(), "mail": run })
+            }
         };
         tracing::info!(job = self.name(), %summary, "job finished");
         Ok(summary)
@@ -101,7 +117,7 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail, send-reports, spike-alerts")]
     Unknown(String),
     #[error("publishing to the edge failed: {0}")]
     EdgePublish(#[from] crate::edge_publish::EdgePublishError),
@@ -115,4 +131,6 @@ pub enum JobError {
     Mail(#[from] crate::mail::worker::WorkerError),
     #[error("mail: {0}")]
     MailConfig(#[from] crate::state::StateError),
+    #[error("reports: {0}")]
+    Reports(#[from] crate::reports::ReportError),
 }

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod mail;
 pub mod oauth;
+pub mod reports;
 pub mod retention;
 pub mod rollup;
 pub mod routes;

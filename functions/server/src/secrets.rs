@@ -89,8 +89,9 @@ pub const METRICS_TOKEN: &str = "metrics-token";
 /// The names every deployment needs, created when missing.
 pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY, "jwt-key-1", IP_HASH_KEY];
 
-/// Created in the local file when missing, not required of a deployment.
-const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN];
+/// Created in the local file when missing, not required of a deployment
+/// (without `mail-link-key` no report or alert is sent).
+const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN, crate::reports::token::MAIL_LINK_KEY];
 /// Where secrets are read from: the local file, or a cloud secret store.
 #[async_trait::async_trait]
 pub trait SecretSource: Send + Sync {
@@ -186,6 +187,8 @@ pub struct KeySet {
     pub metrics_token: Option<Vec<u8>>,
     /// `smtp-password`, for an SMTP URL that names a user.
     pub smtp_password: Option<Vec<u8>>,
+    /// `mail-link-key`, which signs the unsubscribe links of reports and alerts.
+    pub mail_link: Option<Vec<u8>>,
 }
 
 impl KeySet {
@@ -204,6 +207,7 @@ impl KeySet {
             payment_api_keys: crate::billing::ProviderSecrets::api_keys(secrets),
             metrics_token: secrets.get(METRICS_TOKEN).filter(|t| !t.is_empty()).map(<[u8]>::to_vec),
             smtp_password: secrets.get(crate::adapters::smtp::SMTP_PASSWORD).filter(|p| !p.is_empty()).map(<[u8]>::to_vec),
+            mail_link: secrets.get(crate::reports::token::MAIL_LINK_KEY).filter(|k| !k.is_empty()).map(<[u8]>::to_vec),
         })
     }
 

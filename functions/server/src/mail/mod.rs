@@ -10,7 +10,7 @@
 pub mod outbox;
 pub mod worker;
 
-mod html;
+pub(crate) mod html;
 
 use std::sync::Arc;
 
@@ -67,6 +67,18 @@ impl Mail {
     pub fn optional(to: impl Into<String>, subject: impl Into<String>, body: impl Into<String>, unsubscribe: Unsubscribe) -> Self {
         Self { list_unsubscribe: Some(unsubscribe), ..Self::transactional(to, subject, body) }
     }
+
+    /// As [`Mail::optional`], with an HTML part of the caller's (tables, a
+    /// chart) in place of the one made from the text; the caller escapes it.
+    pub fn optional_with_html(
+        to: impl Into<String>,
+        subject: impl Into<String>,
+        body: impl Into<String>,
+        html: impl Into<String>,
+        unsubscribe: Unsubscribe,
+    ) -> Self {
+        Self { to: to.into(), subject: subject.into(), body: body.into(), html: html.into(), list_unsubscribe: Some(unsubscribe) }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +92,14 @@ pub enum MailError {
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, mail: Mail) -> Result<(), MailError>;
+
+    /// Queues `mail` in the caller's transaction, so it exists exactly when
+    /// the caller's other writes (a delivery claim) commit. Call
+    /// [`Mailer::wake`] after the commit.
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: Mail) -> Result<(), MailError>;
+
+    /// Mail was committed outside [`Mailer::send`]: a local sender may go.
+    fn wake(&self) {}
 }
 
 /// What sends a claimed message on (SMTP); the worker decides what an
@@ -120,14 +140,28 @@ impl OutboxMailer {
     }
 }
 
+fn log_queued(mail: &Mail) {
+    tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
+}
+
 #[async_trait::async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
         let db = self.pool.get().await?;
         outbox::enqueue(&**db, &mail).await?;
         self.queued.notify_one();
-        tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
+        log_queued(&mail);
         Ok(())
+    }
+
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: Mail) -> Result<(), MailError> {
+        outbox::enqueue(tx, &mail).await?;
+        log_queued(&mail);
+        Ok(())
+    }
+
+    fn wake(&self) {
+        self.queued.notify_one();
     }
 }
 

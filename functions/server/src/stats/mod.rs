@@ -17,6 +17,6 @@ pub mod sessions;
 pub use engine::{Source, StatsSite, query, query_with};
 pub use error::StatsError;
 pub use export::export_csv;
-pub use realtime::{Realtime, RecentEvent, realtime};
+pub use realtime::{Realtime, RecentEvent, current_visitors, realtime};
 pub use request::{Query, QueryRequest};
 pub use response::{QueryResponse, ResultRow};

@@ -44,6 +44,21 @@ pub struct RecentEvent {
     pub ts: DateTime<Utc>,
 }
 
+/// Current visitors: distinct visitors with an event in the last 5 minutes.
+/// A visitor hash changes at UTC midnight; (day, hash) keeps one person one
+/// visitor only within a day, as everywhere. `$1` the site, `$2` now.
+const CURRENT_VISITORS_SQL: &str = "SELECT count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor_hash)) FROM events
+     WHERE site_id = $1 AND ts > $2::timestamptz - interval '5 minutes' AND ts <= $2";
+
+/// [`Realtime::visitors`] alone, for the traffic-spike alerts: one definition of "current visitors".
+pub async fn current_visitors(pool: &Pool, site: shared::SiteId, now: DateTime<Utc>) -> Result<i64, StatsError> {
+    let mut client = pool.get().await?;
+    let tx = super::engine::bounded_read(&mut client).await?;
+    let visitors = tx.query_one(CURRENT_VISITORS_SQL, &[site.as_uuid(), &now]).await.map(|r| r.get(0));
+    let _ = tx.rollback().await;
+    Ok(visitors?)
+}
+
 pub async fn realtime(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let started = std::time::Instant::now();
     let mut client = pool.get().await?;
@@ -56,15 +71,7 @@ pub async fn realtime(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) -> Resu
 
 async fn now_on_site(client: &tokio_postgres::Transaction<'_>, site: &StatsSite, now: DateTime<Utc>) -> Result<Realtime, StatsError> {
     let id = site.id.as_uuid();
-    // A visitor hash changes at UTC midnight; (day, hash) keeps one person one visitor only within a day, as everywhere.
-    let visitors: i64 = client
-        .query_one(
-            "SELECT count(DISTINCT ((ts AT TIME ZONE 'UTC')::date, visitor_hash)) FROM events
-             WHERE site_id = $1 AND ts > $2::timestamptz - interval '5 minutes' AND ts <= $2",
-            &[id, &now],
-        )
-        .await?
-        .get(0);
+    let visitors: i64 = client.query_one(CURRENT_VISITORS_SQL, &[id, &now]).await?.get(0);
     let pageviews_per_minute = client
         .query(
             "SELECT m, count(e.ts) FROM generate_series(date_trunc('minute', $2::timestamptz) - interval '29 minutes',

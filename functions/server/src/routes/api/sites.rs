@@ -162,6 +162,10 @@ impl Timezone {
             .ok_or_else(unknown)?;
         Ok(Self(row.get(0)))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 fn retention(days: i32) -> Result<i32, SiteInputError> {

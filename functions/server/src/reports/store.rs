@@ -144,7 +144,7 @@ pub async fn claim_spike_alerts(
         .query(
             "UPDATE mail_subscriptions ms SET spike_alerted_at = $3
              FROM sites s, users u, memberships m
-             WHERE ms.site_id = $1 AND ms.spike_threshold <= $2
+             WHERE ms.site_id = $1 AND ms.spike_threshold <= $2::int8
                AND (ms.spike_alerted_at IS NULL OR ms.spike_alerted_at <= $3::timestamptz - interval '1 hour')
                AND s.id = ms.site_id AND u.id = ms.user_id AND u.deleted_at IS NULL
                AND m.organization_id = s.organization_id AND m.user_id = ms.user_id AND m.role = ANY($4)

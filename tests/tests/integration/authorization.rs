@@ -27,6 +27,8 @@ enum Need {
     OrgPeople(Permission),
     /// A role in the organisation owning `{site_id}` with this permission.
     Site(Permission),
+    /// As `Site`, for people only: API keys are refused (a person's own mail settings).
+    SitePeople(Permission),
     /// Any signed-in user may call it; what it touches is decided by the body
     /// (accepting an invitation, listing one's own things).
     SignedInAny,
@@ -104,6 +106,10 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/sites/{site_id}/export.csv", Site(ViewStats)),
     ("POST", "/api/shared/{slug}/query", Public),
     ("GET", "/api/shared/{slug}/realtime", Public),
+    ("GET", "/api/sites/{site_id}/mail-settings", SitePeople(ViewStats)),
+    ("PUT", "/api/sites/{site_id}/mail-settings", SitePeople(ViewStats)),
+    ("GET", "/api/unsubscribe", Public),
+    ("POST", "/api/unsubscribe", Public),
 ];
 
 async fn openapi_operations(app: &TestApp) -> BTreeSet<(String, String)> {
@@ -308,6 +314,7 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
             json!({"plan_id": "growth", "provider": "stripe"})
         }
         ("PATCH", "/api/me") => json!({"name": "Someone"}),
+        ("PUT", "/api/sites/{site_id}/mail-settings") => json!({"weekly": true, "monthly": false}),
         ("PUT", "/api/organizations/{org_id}/billing/details") => {
             json!({"country": "DE", "city": "Berlin", "postal_code": "10115", "address_lines": ["Invalidenstr. 1"]})
         }
@@ -356,7 +363,7 @@ async fn every_operation_answers_each_caller_as_its_role_allows() {
             wrong.push(format!("{method} {path} without a token: {status} {body}"));
         }
         let permission = match need {
-            Org(p) | Site(p) | OrgPeople(p) => *p,
+            Org(p) | Site(p) | OrgPeople(p) | SitePeople(p) => *p,
             Public => continue,
             SignedIn | SignedInAny | Listing => {
                 // A throwaway person: the call may sign them out or lock them.
@@ -402,10 +409,10 @@ async fn api_keys_reach_only_their_organisation_and_scopes() {
     let outsider_key = api_key(&app, cast.outsider_org).await;
     let mut wrong = Vec::new();
     for (method, path, need) in MATRIX {
-        let (Org(permission) | Site(permission) | OrgPeople(permission)) = need else {
+        let (Org(permission) | Site(permission) | OrgPeople(permission) | SitePeople(permission)) = need else {
             continue;
         };
-        let key_may = |p| key_may(p) && !matches!(need, OrgPeople(_));
+        let key_may = |p| key_may(p) && !matches!(need, OrgPeople(_) | SitePeople(_));
         let w = world(&app, &cast).await;
         let (status, body) = call_with(&app, method, &fill(path, &w), Some(&outsider_key), body_for(method, path, &w)).await;
         // Endpoints no key may use refuse every key alike, which tells nothing about the organisation.

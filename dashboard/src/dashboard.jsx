@@ -112,6 +112,7 @@ export function Dashboard({ site, params, q = query, basePath, shared = false })
         {!shared && site.role && !["viewer", "billing"].includes(site.role) && (
           <a class="button" href={href(`/site/${encodeURIComponent(site.domain)}/settings`)}>Settings</a>
         )}
+        {!shared && site.role === "viewer" && <a class="button" href={href(`/site/${encodeURIComponent(site.domain)}/mail`)}>Mail</a>}
       </header>
       {filters.length > 0 && (
         <ul class="chips" aria-label="Filters">

@@ -8,6 +8,7 @@ import { Billing, canBill } from "./billing.jsx";
 import { Dashboard, Realtime } from "./dashboard.jsx";
 import { adoptEntryPath, href, navigate, useRoute } from "./router.js";
 import { Account, SiteSettings, Team } from "./settings.jsx";
+import { MailPage } from "./mail.jsx";
 import { AddSite, Sites } from "./sites.jsx";
 import { Form, Input, Notice, Spinner, useLoad } from "./ui.jsx";
 
@@ -68,6 +69,10 @@ function SitePage({ domain, sub, params }) {
   if (site.loading && !site.data) return <Spinner />;
   if (site.error) return <Notice>{site.error.message}</Notice>;
   if (sub === "realtime") return <Realtime site={site.data} />;
+  if (sub === "mail") {
+    if (site.data.role === "billing") return <Notice>Your role cannot read this site's stats, so it gets no reports.</Notice>;
+    return <MailPage site={site.data} />;
+  }
   if (sub === "settings") {
     if (["viewer", "billing"].includes(site.data.role)) return <Notice>Your role cannot change this site's settings.</Notice>;
     return <SiteSettings site={site.data} onChanged={async () => setVersion((v) => v + 1)} />;

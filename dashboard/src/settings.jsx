@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { api } from "./api.js";
 import { href, navigate } from "./router.js";
 import { Confirm, Copy, Form, Input, Loaded, Notice, Select, useLoad } from "./ui.jsx";
+import { MailSection } from "./mail.jsx";
 
 const lines = (text) =>
   String(text || "")
@@ -66,6 +67,7 @@ export function SiteSettings({ site, onChanged }) {
         </Form>
         <Notice kind="success">{saved}</Notice>
       </section>
+      <MailSection site={site} />
       <section class="card" aria-labelledby="goals">
         <h2 id="goals">Goals</h2>
         <Loaded state={goals} isEmpty={(d) => d.length === 0} empty="No goals yet.">

@@ -148,6 +148,11 @@ test("an invited viewer joins and sees no settings; phone width and dark theme",
   assert.equal(await page.getByRole("link", { name: "Settings" }).count(), 0, "a viewer has no settings link");
   await page.goto(stack.base + "/#/site/demo.engagetrack.test/settings");
   await page.getByText("Your role cannot change this site's settings").waitFor();
+  // A viewer may still subscribe to reports, on a Mail page of its own.
+  await page.goto(stack.base + "/#/site/demo.engagetrack.test/mail");
+  await page.getByRole("region", { name: "Mail" }).getByLabel(/Monthly report/).check();
+  await page.getByRole("button", { name: "Save mail settings" }).click();
+  await page.getByText("Saved.").waitFor();
   // Nothing wider than the phone.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `the page is ${overflow}px wider than a 360px screen`);
@@ -219,4 +224,29 @@ test("a password-protected share link opens a read-only dashboard", async () => 
   await visitor.getByRole("list", { name: "Filters" }).getByRole("listitem").waitFor();
   assert.match(visitor.url(), /#\/shared\/[\w-]+\?f=/);
   assert.deepEqual(stack.offsite, []);
+});
+
+test("the Mail section of a site's settings saves reports, an alert threshold and a time zone", async () => {
+  const page = await stack.page();
+  await stack.signIn(page, stack.demo.email, stack.demo.password);
+  await page.goto(stack.base + "/#/site/demo.engagetrack.test/settings");
+  const mail = page.getByRole("region", { name: "Mail" });
+  await mail.getByLabel(/Weekly report/).check();
+  await mail.getByLabel("Traffic-spike alert at (current visitors)").fill("40");
+  await mail.getByLabel("Your time zone").fill("Europe/Berlin");
+  await mail.getByRole("button", { name: "Save mail settings" }).click();
+  await mail.getByText("Saved.").waitFor();
+  // What the API now holds, read after a reload.
+  await page.reload();
+  const again = page.getByRole("region", { name: "Mail" });
+  await again.getByLabel("Your time zone").waitFor();
+  assert.equal(await again.getByLabel(/Weekly report/).isChecked(), true);
+  assert.equal(await again.getByLabel(/Monthly report/).isChecked(), false);
+  assert.equal(await again.getByLabel("Traffic-spike alert at (current visitors)").inputValue(), "40");
+  assert.equal(await again.getByLabel("Your time zone").inputValue(), "Europe/Berlin");
+  // A bad time zone is refused with the server's reason, and nothing changes.
+  await again.getByLabel("Your time zone").fill("Mars/Olympus");
+  await again.getByRole("button", { name: "Save mail settings" }).click();
+  await again.getByText(/is not a time zone PostgreSQL knows/).waitFor();
+  assert.deepEqual(stack.consoleErrors, []);
 });

@@ -93,8 +93,9 @@ impl Job {
                 None => json!({ "job": self.name(), "smtp_configured": false }),
             },
             Job::SendReports | Job::SpikeAlerts => {
-                let key = crate::reports::token::LinkKey::new(state.keys.current().mail_link.as_deref()).map_err(crate::reports::ReportError::from)?;
-                let post = crate::reports::Post { pool: &state.pool, mailer: &*state.mailer, key: &key, public_url: state.config.public_url() };
+                let key = crate::reports::token::LinkKey::new(state.keys.current().mail_link.as_deref()).ok();
+                let (pool, mailer, public_url) = (&state.pool, &*state.mailer, state.config.public_url());
+                let post = crate::reports::Post { pool, mailer, key: key.as_ref(), public_url };
                 let run = match self {
                     Job::SendReports => crate::reports::send_reports(post, now).await?,
                     _ => crate::reports::send_spike_alerts(post, now).await?,

@@ -18,6 +18,9 @@ pub mod render;
 pub mod store;
 pub mod token;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike, Utc, Weekday};
 use deadpool_postgres::Pool;
 
@@ -52,7 +55,7 @@ impl Frequency {
 }
 
 /// Whole local days, both ends included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Period {
     pub frequency: Frequency,
     pub start: NaiveDate,
@@ -168,7 +171,8 @@ pub struct Run {
 pub struct Post<'a> {
     pub pool: &'a Pool,
     pub mailer: &'a dyn Mailer,
-    pub key: &'a LinkKey,
+    /// `None` without `mail-link-key`: a run fails only when it has mail to send.
+    pub key: Option<&'a LinkKey>,
     /// Where links in the mail point.
     pub public_url: &'a str,
 }
@@ -176,7 +180,8 @@ pub struct Post<'a> {
 impl Post<'_> {
     /// The one-click link of a subscription.
     pub fn unsubscribe_link(&self, subscription: &Subscription) -> Result<Unsubscribe, ReportError> {
-        let url = format!("{}/api/unsubscribe?token={}", self.public_url.trim_end_matches('/'), self.key.sign(subscription));
+        let key = self.key.ok_or(token::TokenError::NoKey)?;
+        let url = format!("{}/api/unsubscribe?token={}", self.public_url.trim_end_matches('/'), key.sign(subscription));
         Ok(Unsubscribe::new(&url)?)
     }
 
@@ -199,6 +204,8 @@ impl Post<'_> {
 pub async fn send_reports(post: Post<'_>, now: DateTime<Utc>) -> Result<Run, ReportError> {
     let pool = post.pool;
     let mut run = Run::default();
+    // One site's report is the same for each of its members: computed once a run.
+    let mut reports: HashMap<(uuid::Uuid, Period), figures::Report> = HashMap::new();
     let candidates = store::report_candidates(&**pool.get().await?, now).await?;
     for c in candidates {
         run.checked += 1;
@@ -212,7 +219,10 @@ pub async fn send_reports(post: Post<'_>, now: DateTime<Utc>) -> Result<Run, Rep
                 continue;
             }
             // Computed outside the claiming transaction: stats reads may take seconds.
-            let report = figures::report(pool, &c.stats_site(), period, now).await?;
+            let report = match reports.entry((c.site_id, period)) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(figures::report(pool, &c.stats_site(), period, now).await?),
+            };
             let subscription = Subscription { site_id: c.site_id, user_id: c.user_id, kind: token::Kind::Report(frequency) };
             let subject = format!("{} {} report for {}", report.period.label(), frequency.as_str(), c.site_domain);
             let mail = post.mail(&c.email, subject, subscription, |link| render::report(&c.site_domain, &report, post.public_url, link))?;

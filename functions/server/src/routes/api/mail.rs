@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::sites::Timezone;
-use super::{ApiPath, ApiQuery, ErrorBody, JsonBody, access};
+use super::{ApiPath, ErrorBody, JsonBody, access};
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, ApiResult};
 use crate::reports::token::{LinkKey, TokenError};
@@ -114,10 +114,18 @@ async fn put_settings(
     Ok(Json(settings))
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter; [`token_of`] reads it
 pub struct TokenParam {
     /// The signed token from the mailed link.
     token: Option<String>,
+}
+
+/// The first `token` of the query string. Read by hand, so that no query
+/// string (repeated or odd parameters) is refused as anything but a page.
+fn token_of(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
 }
 
 /// The RFC 8058 body, `List-Unsubscribe=One-Click` (form-encoded).
@@ -157,14 +165,16 @@ fn verified(state: &AppState, token: Option<&str>) -> Result<crate::reports::tok
               (status = 400, content_type = "text/html", body = String, description = "no token, or a malformed one"),
               (status = 403, content_type = "text/html", body = String, description = "a token this server did not sign"),
               (status = 503, content_type = "text/html", body = String, description = "no `mail-link-key` in the secret store")))]
-async fn unsubscribe_page(State(state): State<AppState>, ApiQuery(params): ApiQuery<TokenParam>) -> ApiResult<Response> {
-    let subscription = match verified(&state, params.token.as_deref()) {
+async fn unsubscribe_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<Response> {
+    let token = token_of(query.as_deref());
+    let subscription = match verified(&state, token.as_deref()) {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
     let domain = store::site_domain(&**state.pool.get().await?, subscription.site_id).await?;
-    let token = params.token.unwrap_or_default();
-    Ok(html(StatusCode::OK, render::confirm_page(subscription.kind, domain.as_deref(), &format!("/api/unsubscribe?token={token}"))))
+    // A verified token is base64url: it needs no escaping in the URL.
+    let action = format!("/api/unsubscribe?token={}", token.unwrap_or_default().trim());
+    Ok(html(StatusCode::OK, render::confirm_page(subscription.kind, domain.as_deref(), &action)))
 }
 
 /// One-click unsubscribe (RFC 8058): stops what the token names at once;
@@ -175,8 +185,8 @@ async fn unsubscribe_page(State(state): State<AppState>, ApiQuery(params): ApiQu
               (status = 400, content_type = "text/html", body = String, description = "no or a malformed token, or a body without `List-Unsubscribe=One-Click`"),
               (status = 403, content_type = "text/html", body = String, description = "a token this server did not sign"),
               (status = 503, content_type = "text/html", body = String, description = "no `mail-link-key` in the secret store")))]
-async fn unsubscribe(State(state): State<AppState>, ApiQuery(params): ApiQuery<TokenParam>, body: Bytes) -> ApiResult<Response> {
-    let subscription = match verified(&state, params.token.as_deref()) {
+async fn unsubscribe(State(state): State<AppState>, RawQuery(query): RawQuery, body: Bytes) -> ApiResult<Response> {
+    let subscription = match verified(&state, token_of(query.as_deref()).as_deref()) {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
@@ -189,4 +199,38 @@ async fn unsubscribe(State(state): State<AppState>, ApiQuery(params): ApiQuery<T
     let domain = store::site_domain(&**db, subscription.site_id).await?;
     tracing::info!(site = %subscription.site_id, kind = subscription.kind.describe(), stopped, "unsubscribed by link");
     Ok(html(StatusCode::OK, render::done_page(subscription.kind, domain.as_deref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_the_first_of_the_query() {
+        assert_eq!(token_of(Some("token=abc&token=def")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("x=1&token=a%2Db")).as_deref(), Some("a-b"));
+        assert_eq!(token_of(Some("tok")), None);
+        assert_eq!(token_of(None), None);
+    }
+
+    #[test]
+    fn the_document_says_what_each_answer_is() {
+        let (_, doc) = super::super::documented();
+        let doc = serde_json::to_value(&doc).expect("the document as JSON");
+        let paths = &doc["paths"];
+        for method in ["get", "post"] {
+            let op = &paths["/api/unsubscribe"][method];
+            assert_eq!(op["security"], serde_json::json!([{}]), "public: {op}");
+            for status in ["200", "400", "403"] {
+                assert!(op["responses"][status]["content"]["text/html"].is_object(), "{method} {status}: {op}");
+            }
+        }
+        let form = &paths["/api/unsubscribe"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"];
+        assert!(form["schema"].is_object(), "{form}");
+        let put = &paths["/api/sites/{site_id}/mail-settings"]["put"];
+        assert!(put["requestBody"]["content"]["application/json"].is_object(), "{put}");
+        let schema = &doc["components"]["schemas"]["MailSettingsInput"];
+        assert_eq!(schema["required"], serde_json::json!(["weekly", "monthly"]), "{schema}");
+        assert_eq!(schema["properties"]["spike_threshold"]["minimum"], 1, "{schema}");
+    }
 }

@@ -387,3 +387,21 @@ async fn a_spike_alert_fires_at_the_threshold_once_an_hour() {
     visitors_at(&app, site, two_hours, 4, 30).await;
     assert_eq!(run(&app, Job::SpikeAlerts, two_hours).await["queued"], 1);
 }
+
+#[tokio::test]
+async fn without_mail_link_key_runs_fail_only_when_there_is_mail_and_links_answer_503() {
+    // An empty value is no key (the local file would otherwise make one).
+    let app = TestApp::spawn_with_secrets(AppConfig::default(), &[("mail-link-key", b"")]).await;
+    let ann = app.sign_up_verified("ann@example.com").await;
+    let (site, site_id) = site_of(&app, &ann).await;
+    seed_two_weeks(&app, site).await;
+    assert_eq!(run(&app, Job::SendReports, t(MONDAY_8_UTC)).await["queued"], 0, "nothing due: the run succeeds");
+    put_settings(&app, &ann, &site_id, json!({"weekly": true, "monthly": false})).await;
+    let e = Job::SendReports.run(&app.state, t(MONDAY_8_UTC)).await.expect_err("a report is due and cannot be signed");
+    assert!(e.to_string().contains("mail-link-key"), "{e}");
+    let delivered: i64 = app.db.client().await.query_one("SELECT count(*) FROM report_deliveries", &[]).await.expect("count").get(0);
+    assert_eq!(delivered, 0, "nothing was claimed, so the next run with a key sends it");
+    let page = reqwest::get(app.url("/api/unsubscribe?token=abc")).await.expect("GET");
+    assert_eq!(page.status(), 503);
+    assert!(page.text().await.unwrap_or_default().contains("mail-link-key"));
+}

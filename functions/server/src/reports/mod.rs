@@ -200,13 +200,21 @@ impl Post<'_> {
     }
 }
 
-/// The `send-reports` job: every due report not yet queued, queued once.
+/// What became of one due report.
+enum Sent {
+    Queued,
+    AlreadySent,
+}
+
+/// The `send-reports` job: every due report not yet queued, queued once. A
+/// report that fails (its site's stats, say) is logged and the others still
+/// go; the run then fails with the first error, so the scheduler alarms.
 pub async fn send_reports(post: Post<'_>, now: DateTime<Utc>) -> Result<Run, ReportError> {
-    let pool = post.pool;
     let mut run = Run::default();
     // One site's report is the same for each of its members: computed once a run.
     let mut reports: HashMap<(uuid::Uuid, Period), figures::Report> = HashMap::new();
-    let candidates = store::report_candidates(&**pool.get().await?, now).await?;
+    let mut first_error = None;
+    let candidates = store::report_candidates(&**post.pool.get().await?, now).await?;
     for c in candidates {
         run.checked += 1;
         if run.queued as usize >= REPORTS_PER_RUN {
@@ -214,61 +222,86 @@ pub async fn send_reports(post: Post<'_>, now: DateTime<Utc>) -> Result<Run, Rep
         }
         for frequency in Frequency::ALL {
             let Some(period) = due(frequency, c.member_local, c.site_today).filter(|_| c.wants(frequency)) else { continue };
-            if store::delivered(&**pool.get().await?, &c, period).await? {
-                run.already_sent += 1;
-                continue;
-            }
-            // Computed outside the claiming transaction: stats reads may take seconds.
-            let report = match reports.entry((c.site_id, period)) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(figures::report(pool, &c.stats_site(), period, now).await?),
-            };
-            let subscription = Subscription { site_id: c.site_id, user_id: c.user_id, kind: token::Kind::Report(frequency) };
-            let subject = format!("{} {} report for {}", report.period.label(), frequency.as_str(), c.site_domain);
-            let mail = post.mail(&c.email, subject, subscription, |link| render::report(&c.site_domain, &report, post.public_url, link))?;
-            let mut db = pool.get().await?;
-            let tx = db.transaction().await?;
-            if store::claim_delivery(&*tx, &c, period).await? {
-                post.mailer.send_in(&tx, mail).await?;
-                tx.commit().await?;
-                post.mailer.wake();
-                run.queued += 1;
-            } else {
-                run.already_sent += 1;
+            match send_report(post, &c, period, &mut reports, now).await {
+                Ok(Sent::Queued) => run.queued += 1,
+                Ok(Sent::AlreadySent) => run.already_sent += 1,
+                Err(e) => {
+                    tracing::error!(site = %c.site_id, frequency = frequency.as_str(), error = %e, "a report could not be queued");
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
-    Ok(run)
+    first_error.map_or(Ok(run), Err)
+}
+
+async fn send_report(
+    post: Post<'_>,
+    c: &store::Candidate,
+    period: Period,
+    reports: &mut HashMap<(uuid::Uuid, Period), figures::Report>,
+    now: DateTime<Utc>,
+) -> Result<Sent, ReportError> {
+    if store::delivered(&**post.pool.get().await?, c, period).await? {
+        return Ok(Sent::AlreadySent);
+    }
+    // Computed outside the claiming transaction: stats reads may take seconds.
+    let report = match reports.entry((c.site_id, period)) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(figures::report(post.pool, &c.stats_site(), period, now).await?),
+    };
+    let subscription = Subscription { site_id: c.site_id, user_id: c.user_id, kind: token::Kind::Report(period.frequency) };
+    let subject = format!("{} {} report for {}", period.label(), period.frequency.as_str(), c.site_domain);
+    let mail = post.mail(&c.email, subject, subscription, |link| render::report(&c.site_domain, report, post.public_url, link))?;
+    let mut db = post.pool.get().await?;
+    let tx = db.transaction().await?;
+    if !store::claim_delivery(&*tx, c, period).await? {
+        return Ok(Sent::AlreadySent);
+    }
+    post.mailer.send_in(&tx, mail).await?;
+    tx.commit().await?;
+    post.mailer.wake();
+    Ok(Sent::Queued)
 }
 
 /// The `spike-alerts` job: for each site with a threshold set, its current
 /// visitors; an alert to each member at or past their threshold whose last
 /// alert is an hour old or more, claimed and queued in one transaction.
 pub async fn send_spike_alerts(post: Post<'_>, now: DateTime<Utc>) -> Result<Run, ReportError> {
-    let pool = post.pool;
     let mut run = Run::default();
-    let sites = store::spike_sites(&**pool.get().await?).await?;
-    for site in sites {
+    let mut first_error = None;
+    for site in store::spike_sites(&**post.pool.get().await?).await? {
         run.checked += site.members;
-        let visitors = crate::stats::current_visitors(pool, shared::SiteId::from_uuid(site.id), now).await?;
-        let mut db = pool.get().await?;
-        let tx = db.transaction().await?;
-        let claimed = store::claim_spike_alerts(&*tx, site.id, visitors, now).await?;
-        for member in &claimed {
-            let subscription = Subscription { site_id: site.id, user_id: member.user_id, kind: token::Kind::SpikeAlert };
-            let subject = format!("Traffic spike on {}: {visitors} visitors now", site.domain);
-            let mail = post.mail(&member.email, subject, subscription, |link| {
-                render::spike(&site.domain, visitors, member.threshold, post.public_url, link)
-            })?;
-            post.mailer.send_in(&tx, mail).await?;
+        match alert_site(post, &site, now).await {
+            Ok(queued) => run.queued += queued,
+            Err(e) => {
+                tracing::error!(site = %site.id, error = %e, "spike alerts could not be queued");
+                first_error.get_or_insert(e);
+            }
         }
-        tx.commit().await?;
-        if !claimed.is_empty() {
-            post.mailer.wake();
-        }
-        run.queued += claimed.len() as u64;
     }
-    Ok(run)
+    first_error.map_or(Ok(run), Err)
+}
+
+/// One site's alerts; the claims and the mail commit together or not at all.
+async fn alert_site(post: Post<'_>, site: &store::SpikeSite, now: DateTime<Utc>) -> Result<u64, ReportError> {
+    let visitors = crate::stats::current_visitors(post.pool, shared::SiteId::from_uuid(site.id), now).await?;
+    let mut db = post.pool.get().await?;
+    let tx = db.transaction().await?;
+    let claimed = store::claim_spike_alerts(&*tx, site.id, visitors, now).await?;
+    for member in &claimed {
+        let subscription = Subscription { site_id: site.id, user_id: member.user_id, kind: token::Kind::SpikeAlert };
+        let subject = format!("Traffic spike on {}: {visitors} visitors now", site.domain);
+        let mail = post.mail(&member.email, subject, subscription, |link| {
+            render::spike(&site.domain, visitors, member.threshold, post.public_url, link)
+        })?;
+        post.mailer.send_in(&tx, mail).await?;
+    }
+    tx.commit().await?;
+    if !claimed.is_empty() {
+        post.mailer.wake();
+    }
+    Ok(claimed.len() as u64)
 }
 
 #[cfg(test)]

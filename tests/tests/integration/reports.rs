@@ -236,6 +236,17 @@ async fn a_weekly_report_carries_the_stats_api_figures_once_at_each_members_mond
     assert_eq!(bobs.len(), 1);
     assert!(bobs[0].text.as_deref().is_some_and(|b| b.contains("Visitors: 4 (previous 2, change +100 %)")), "{:?}", bobs[0].text);
     assert_eq!(reports_to(&sink, "ann@example.com").len(), 1, "nothing more for Ann");
+
+    // 1 December, 07:00 in Los Angeles: Bob's monthly report, November against October (no data: "new").
+    assert_eq!(run(&app, Job::SendReports, t("2026-12-01T15:00:00Z")).await["queued"], 1);
+    deliver(&app).await;
+    let monthly = reports_to(&sink, "bob@example.com").pop().expect("the monthly report");
+    assert_eq!(monthly.subject, "November 2026 monthly report for reports.example");
+    let month = app.as_user(&bob).post("/api/v2/query", query(["2026-11-01", "2026-11-30"])).await.expect(200);
+    assert_eq!(month["results"][0]["metrics"][0], 6, "{month}");
+    let text = monthly.text.as_deref().unwrap_or_default();
+    assert!(text.contains("Visitors: 6 (previous 0, change new)") && text.contains("Compared with October 2026"), "{text}");
+    assert_eq!(monthly.html.as_deref().unwrap_or_default().matches("vertical-align:bottom;height:80px").count(), 30, "a bar per day");
 }
 
 #[tokio::test]

@@ -142,13 +142,21 @@ fn html(status: StatusCode, page: String) -> Response {
     response
 }
 
-/// A refusal as a small page: people meet it from a mail, in a browser.
-fn refusal(status: StatusCode, reason: &str) -> Response {
-    html(status, render::notice_page("This link does not work", reason))
+/// A link refused, shown as a small page: people meet it from a mail, in a browser.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        html(self.0, render::notice_page("This link does not work", &self.1))
+    }
+}
+
+fn refusal(status: StatusCode, reason: &str) -> Refusal {
+    Refusal(status, reason.to_owned())
 }
 
 /// The subscription a link names, or the page that says why not.
-fn verified(state: &AppState, token: Option<&str>) -> Result<crate::reports::token::Subscription, Response> {
+fn verified(state: &AppState, token: Option<&str>) -> Result<crate::reports::token::Subscription, Refusal> {
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| refusal(StatusCode::BAD_REQUEST, "the link has no `token`"))?;
     let key =
         LinkKey::new(state.keys.current().mail_link.as_deref()).map_err(|e| refusal(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
@@ -169,7 +177,7 @@ async fn unsubscribe_page(State(state): State<AppState>, RawQuery(query): RawQue
     let token = token_of(query.as_deref());
     let subscription = match verified(&state, token.as_deref()) {
         Ok(s) => s,
-        Err(page) => return Ok(page),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let domain = store::site_domain(&**state.pool.get().await?, subscription.site_id).await?;
     // A verified token is base64url: it needs no escaping in the URL.
@@ -188,11 +196,13 @@ async fn unsubscribe_page(State(state): State<AppState>, RawQuery(query): RawQue
 async fn unsubscribe(State(state): State<AppState>, RawQuery(query): RawQuery, body: Bytes) -> ApiResult<Response> {
     let subscription = match verified(&state, token_of(query.as_deref()).as_deref()) {
         Ok(s) => s,
-        Err(page) => return Ok(page),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let one_click = url::form_urlencoded::parse(&body).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click");
     if !one_click {
-        return Ok(refusal(StatusCode::BAD_REQUEST, "the body must be `List-Unsubscribe=One-Click` (form-encoded, RFC 8058)"));
+        return Ok(
+            refusal(StatusCode::BAD_REQUEST, "the body must be `List-Unsubscribe=One-Click` (form-encoded, RFC 8058)").into_response()
+        );
     }
     let db = state.pool.get().await?;
     let stopped = store::unsubscribe(&**db, &subscription).await?;

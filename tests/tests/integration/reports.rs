@@ -329,6 +329,10 @@ async fn mail_settings_check_their_input_and_the_callers_standing() {
     let mut round_trip = fresh.clone();
     round_trip["spike_threshold"] = json!(25);
     assert_eq!(put(round_trip.clone()).await.expect(200), round_trip);
+    // The data export holds them too.
+    let export = app.as_user(&ann).get("/api/me/export").await.expect(200);
+    assert_eq!(export["mail_subscriptions"][0]["site"], "reports.example", "{export}");
+    assert_eq!(export["mail_subscriptions"][0]["spike_threshold"], 25, "{export}");
 
     // A stranger does not see the site; a billing member may not read its stats.
     let eve = app.sign_up_verified("eve@example.com").await;

@@ -260,6 +260,8 @@ async fn export_my_data(State(state): State<AppState>, user: SignedInUser, ApiQu
                                  FROM refresh_tokens WHERE user_id = $1").await?,
         "linked_sign_in_providers": one("SELECT coalesce(jsonb_agg(jsonb_build_object('provider', provider, 'linked_at', created_at)), '[]') FROM oauth_identities WHERE user_id = $1").await?,
         "api_keys_created": one("SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, 'prefix', prefix, 'scopes', scopes, 'created_at', created_at, 'revoked_at', revoked_at)), '[]') FROM api_keys WHERE created_by = $1").await?,
+        "mail_subscriptions": one("SELECT coalesce(jsonb_agg(jsonb_build_object('site', s.domain, 'weekly', ms.weekly, 'monthly', ms.monthly, 'spike_threshold', ms.spike_threshold, 'last_spike_alert_at', ms.spike_alerted_at)), '[]')
+                                   FROM mail_subscriptions ms JOIN sites s ON s.id = ms.site_id WHERE ms.user_id = $1").await?,
         "invitations_sent": one("SELECT coalesce(jsonb_agg(jsonb_build_object('email', email, 'role', role, 'created_at', created_at, 'accepted_at', accepted_at)), '[]') FROM invitations WHERE invited_by = $1").await?,
         "audit_log": one("SELECT coalesce(jsonb_agg(jsonb_build_object('action', action, 'target', target, 'details', details, 'at', created_at) ORDER BY id), '[]')
                           FROM (SELECT DISTINCT ON (action, created_at) * FROM audit_log WHERE actor_user_id = $1) a").await?,

@@ -15,6 +15,7 @@ use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_server::edge_publish::EdgeKvConfig;
 use engagetrack_server::jobs::{Job, MAIL_PER_RUN};
 use engagetrack_server::mail;
+use engagetrack_server::notices;
 use engagetrack_server::adapters::postgres::local_cluster::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
 use engagetrack_server::state::load_pipeline;
@@ -92,6 +93,39 @@ enum Command {
     SendMail,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
+    /// Notices to account holders (a privacy policy change): shown in the
+    /// dashboard until dismissed; material ones are also mailed.
+    Notice {
+        #[command(subcommand)]
+        action: NoticeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoticeCommand {
+    /// Publish a notice to every account made before now; run it again with the
+    /// same title and body to finish a mailing that stopped midway.
+    Publish {
+        /// One line, at most 200 characters; also the mail's subject.
+        #[arg(long)]
+        title: String,
+        /// A file holding the notice's plain text.
+        #[arg(long)]
+        body_file: PathBuf,
+        /// A material change: also mail it to every account holder (once each).
+        #[arg(long)]
+        material: bool,
+        /// Where the full text is (the policy page), an absolute http(s) URL.
+        #[arg(long)]
+        link: Option<String>,
+        /// The dashboard's address, named in the mail.
+        #[arg(long, env = "ENGAGETRACK_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Every notice with how many holders it concerns, saw, dismissed and were mailed it.
+    List,
+    /// Stop showing a notice (and mailing it, where mail is not queued yet).
+    Withdraw { id: i64 },
 }
 
 /// The database this run uses, and the private cluster if we started one.
@@ -205,12 +239,42 @@ async fn main() -> anyhow::Result<()> {
             let state = state(&cli, &db.url, config).await?;
             println!("{}", Job::SendMail.run(&state, chrono::Utc::now()).await?);
         }
+        Command::Notice { action } => notice(&cli, action).await?,
         Command::Retention => {
             let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
             println!("{}", Job::Retention.run(&state, chrono::Utc::now()).await?);
         }
     }
+    Ok(())
+}
+
+/// `engagetrack notice …`: the input is checked before any database is touched.
+async fn notice(cli: &Cli, action: &NoticeCommand) -> anyhow::Result<()> {
+    enum Checked {
+        Publish(notices::NewNotice, Option<String>),
+        List,
+        Withdraw(i64),
+    }
+    let checked = match action {
+        NoticeCommand::Publish { title, body_file, material, link, public_url } => {
+            let body = std::fs::read_to_string(body_file).with_context(|| format!("cannot read the body file {}", body_file.display()))?;
+            Checked::Publish(notices::NewNotice::parse(title, &body, link.as_deref(), *material)?, public_url.clone())
+        }
+        NoticeCommand::List => Checked::List,
+        NoticeCommand::Withdraw { id } => Checked::Withdraw(*id),
+    };
+    let db = database(cli).await?;
+    let state = state(cli, &db.url, AppConfig::default()).await?;
+    let now = chrono::Utc::now();
+    let out = match checked {
+        Checked::Publish(new, public_url) => {
+            serde_json::to_value(notices::publish(&state.pool, &*state.mailer, &new, public_url.as_deref(), now).await?)?
+        }
+        Checked::List => serde_json::json!({ "notices": notices::list(&state.pool).await? }),
+        Checked::Withdraw(id) => serde_json::json!({ "withdrawn": notices::withdraw(&state.pool, id, now).await? }),
+    };
+    println!("{out}");
     Ok(())
 }
 

@@ -29,10 +29,13 @@ pub enum Job {
     Quota,
     /// Send due mail from the outbox over SMTP (a no-op without SMTP).
     SendMail,
+    /// Queue the mail of material notices to holders not mailed yet: finishes
+    /// a `notice publish` that stopped midway (a no-op when none did).
+    NoticeMail,
 }
 
 impl Job {
-    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail];
+    pub const ALL: &[Job] = &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail, Job::NoticeMail];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +45,7 @@ impl Job {
             Job::Retention => "retention",
             Job::Quota => "quota",
             Job::SendMail => "send-mail",
+            Job::NoticeMail => "notice-mail",
         }
     }
 
@@ -85,6 +89,11 @@ impl Job {
                 }
                 None => json!({ "job": self.name(), "smtp_configured": false }),
             },
+            Job::NoticeMail => {
+                let public_url = Some(state.config.public_url.as_str()).filter(|u| !u.is_empty());
+                let mailed = crate::notices::mail_pending(&state.pool, &*state.mailer, public_url).await?;
+                json!({ "job": self.name(), "mailed": mailed })
+            }
         };
         tracing::info!(job = self.name(), %summary, "job finished");
         Ok(summary)
@@ -101,7 +110,7 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail, notice-mail")]
     Unknown(String),
     #[error("publishing to the edge failed: {0}")]
     EdgePublish(#[from] crate::edge_publish::EdgePublishError),
@@ -115,4 +124,6 @@ pub enum JobError {
     Mail(#[from] crate::mail::worker::WorkerError),
     #[error("mail: {0}")]
     MailConfig(#[from] crate::state::StateError),
+    #[error("notices: {0}")]
+    Notices(#[from] crate::notices::NoticeError),
 }

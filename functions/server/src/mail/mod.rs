@@ -80,6 +80,15 @@ pub enum MailError {
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, mail: Mail) -> Result<(), MailError>;
+
+    /// Queues `mail` inside the caller's transaction, so the caller's record
+    /// of having mailed it (a unique key) commits with the queued message or
+    /// not at all. The outbox row's id. Call [`Mailer::committed`] after the
+    /// commit: the message is not visible to a sender before.
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: &Mail) -> Result<i64, MailError>;
+
+    /// Mail queued with [`Mailer::send_in`] was committed.
+    fn committed(&self);
 }
 
 /// What sends a claimed message on (SMTP); the worker decides what an
@@ -126,9 +135,23 @@ impl Mailer for OutboxMailer {
         let db = self.pool.get().await?;
         outbox::enqueue(&**db, &mail).await?;
         self.queued.notify_one();
-        tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
+        log_queued(&mail);
         Ok(())
     }
+
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: &Mail) -> Result<i64, MailError> {
+        let id = outbox::enqueue(tx, mail).await?;
+        log_queued(mail);
+        Ok(id)
+    }
+
+    fn committed(&self) {
+        self.queued.notify_one();
+    }
+}
+
+fn log_queued(mail: &Mail) {
+    tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod auth;
 pub mod billing;
+pub mod notices;
 pub mod oauth;
 pub mod organizations;
 pub mod sites;
@@ -85,6 +86,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sites::router())
         .merge(stats::router())
         .merge(billing::router())
+        .merge(notices::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

@@ -284,7 +284,14 @@ async fn run_jobs_on_timers(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     for n in 0u64.. {
         tick.tick().await;
-        let due = [(Job::RotateSalt, 1), (Job::Quota, 1), (Job::NoticeMail, 1), (Job::Rollup, 12), (Job::SyncEdgeSites, 12), (Job::Retention, 288)];
+        let due = [
+            (Job::RotateSalt, 1),
+            (Job::Quota, 1),
+            (Job::NoticeMail, 1),
+            (Job::Rollup, 12),
+            (Job::SyncEdgeSites, 12),
+            (Job::Retention, 288),
+        ];
         for (job, every) in due {
             if n % every == 0 {
                 if let Err(e) = job.run(&state, chrono::Utc::now()).await {

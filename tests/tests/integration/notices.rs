@@ -205,6 +205,11 @@ async fn holders_see_each_notice_until_they_dismiss_it() {
 
     let [listed] = <[_; 1]>::try_from(report(&app).await).expect("one notice");
     assert_eq!((listed.holders, listed.seen, listed.dismissed, listed.mailed), (2, 2, 1, 0));
+    // What we recorded about Ann is in her export.
+    let export = app.as_user(&ann).get("/api/me/export").await.expect(200);
+    let [noted] = <[_; 1]>::try_from(export["notices"].as_array().cloned().unwrap_or_default()).expect("one notice in the export");
+    assert_eq!((noted["notice"].as_i64(), noted["mailed_at"].is_null()), (Some(published.id), true));
+    assert!(noted["first_seen_at"].is_string() && noted["dismissed_at"].is_string(), "{noted}");
     assert_eq!(count(&app, "SELECT count(*) FROM mail_outbox WHERE subject LIKE 'EngageTrack: %'").await, 0);
 
     // Withdrawn: nobody sees it; unknown ids cannot be withdrawn.

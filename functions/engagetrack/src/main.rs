@@ -250,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `engagetrack notice …`: the input is checked before any database is touched.
+/// The schema must be migrated (`engagetrack migrate`, or a `serve` that ran).
 async fn notice(cli: &Cli, action: &NoticeCommand) -> anyhow::Result<()> {
     enum Checked {
         Publish(notices::NewNotice, Option<String>),
@@ -264,15 +265,16 @@ async fn notice(cli: &Cli, action: &NoticeCommand) -> anyhow::Result<()> {
         NoticeCommand::List => Checked::List,
         NoticeCommand::Withdraw { id } => Checked::Withdraw(*id),
     };
+    // Only the database and the outbox: no secrets, and no migrations, since
+    // against RDS the schema is the deploy's step (the scheduler's `migrate`).
     let db = database(cli).await?;
-    let state = state(cli, &db.url, AppConfig::default()).await?;
+    let pool = db::pool(&db.url, 4)?;
+    let mailer = mail::OutboxMailer::new(pool.clone());
     let now = chrono::Utc::now();
     let out = match checked {
-        Checked::Publish(new, public_url) => {
-            serde_json::to_value(notices::publish(&state.pool, &*state.mailer, &new, public_url.as_deref(), now).await?)?
-        }
-        Checked::List => serde_json::json!({ "notices": notices::list(&state.pool).await? }),
-        Checked::Withdraw(id) => serde_json::json!({ "withdrawn": notices::withdraw(&state.pool, id, now).await? }),
+        Checked::Publish(new, public_url) => serde_json::to_value(notices::publish(&pool, &mailer, &new, public_url.as_deref(), now).await?)?,
+        Checked::List => serde_json::json!({ "notices": notices::list(&pool).await? }),
+        Checked::Withdraw(id) => serde_json::json!({ "withdrawn": notices::withdraw(&pool, id, now).await? }),
     };
     println!("{out}");
     Ok(())

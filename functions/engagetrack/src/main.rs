@@ -272,7 +272,9 @@ async fn notice(cli: &Cli, action: &NoticeCommand) -> anyhow::Result<()> {
     let mailer = mail::OutboxMailer::new(pool.clone());
     let now = chrono::Utc::now();
     let out = match checked {
-        Checked::Publish(new, public_url) => serde_json::to_value(notices::publish(&pool, &mailer, &new, public_url.as_deref(), now).await?)?,
+        Checked::Publish(new, public_url) => {
+            serde_json::to_value(notices::publish(&pool, &mailer, &new, public_url.as_deref(), now).await?)?
+        }
         Checked::List => serde_json::json!({ "notices": notices::list(&pool).await? }),
         Checked::Withdraw(id) => serde_json::json!({ "withdrawn": notices::withdraw(&pool, id, now).await? }),
     };

@@ -233,6 +233,9 @@ pub async fn mail_holders(
         tx.commit().await?;
         mailer.committed();
         mailed += claimed.len() as u64;
+        if !claimed.is_empty() {
+            tracing::info!(notice = notice.id, page = claimed.len(), mailed, "notice mail queued");
+        }
         // An empty page is either the end or a page a concurrent run took
         // first (and committed, so the next look skips it).
         if claimed.is_empty() && !store::any_unmailed(&**db, notice.id).await? {

@@ -221,6 +221,8 @@ pub async fn mail_holders(
     public_url: Option<&str>,
     page: i64,
 ) -> Result<u64, NoticeError> {
+    // A page of none would never end the loop.
+    let page = page.max(1);
     let mut mailed = 0;
     loop {
         let mut db = pool.get().await?;

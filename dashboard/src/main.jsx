@@ -6,6 +6,7 @@ import { ApiError, api, refreshSession, sharedApi, signOut } from "./api.js";
 import { AcceptInvite, Forgot, Reset, SignIn, SignUp, SignedIn, Verify } from "./auth.jsx";
 import { Billing, canBill } from "./billing.jsx";
 import { Dashboard, Realtime } from "./dashboard.jsx";
+import { NoticeBanners } from "./notices.jsx";
 import { adoptEntryPath, href, navigate, useRoute } from "./router.js";
 import { Account, SiteSettings, Team } from "./settings.jsx";
 import { MailPage } from "./mail.jsx";
@@ -167,6 +168,7 @@ function App() {
         Skip to content
       </a>
       <Nav me={me} theme={theme} setTheme={setTheme} onSignOut={() => onSignOut()} />
+      <NoticeBanners key={me.id} />
       <div id="main-content">{page}</div>
     </>
   );

@@ -15,6 +15,7 @@ use engagetrack_server::client_ip::ClientIpMode;
 use engagetrack_server::edge_publish::EdgeKvConfig;
 use engagetrack_server::jobs::{Job, MAIL_PER_RUN};
 use engagetrack_server::mail;
+use engagetrack_server::notices;
 use engagetrack_server::adapters::postgres::local_cluster::{self, LocalCluster};
 use engagetrack_server::seed::{self, SeedOptions};
 use engagetrack_server::state::load_pipeline;
@@ -96,6 +97,39 @@ enum Command {
     SpikeAlerts,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
+    /// Notices to account holders (a privacy policy change): shown in the
+    /// dashboard until dismissed; material ones are also mailed.
+    Notice {
+        #[command(subcommand)]
+        action: NoticeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoticeCommand {
+    /// Publish a notice to every account made before now; run it again with the
+    /// same title and body to finish a mailing that stopped midway.
+    Publish {
+        /// One line, at most 200 characters; also the mail's subject.
+        #[arg(long)]
+        title: String,
+        /// A file holding the notice's plain text.
+        #[arg(long)]
+        body_file: PathBuf,
+        /// A material change: also mail it to every account holder (once each).
+        #[arg(long)]
+        material: bool,
+        /// Where the full text is (the policy page), an absolute http(s) URL.
+        #[arg(long)]
+        link: Option<String>,
+        /// The dashboard's address, named in the mail.
+        #[arg(long, env = "ENGAGETRACK_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Every notice with how many holders it concerns, saw, dismissed and were mailed it.
+    List,
+    /// Stop showing a notice (and mailing it, where mail is not queued yet).
+    Withdraw { id: i64 },
 }
 
 /// The database this run uses, and the private cluster if we started one.
@@ -209,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             let state = state(&cli, &db.url, config).await?;
             println!("{}", Job::SendMail.run(&state, chrono::Utc::now()).await?);
         }
+        Command::Notice { action } => notice(&cli, action).await?,
         Command::Retention => {
             let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
@@ -225,9 +260,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `engagetrack notice …`: the input is checked before any database is touched.
+/// The schema must be migrated (`engagetrack migrate`, or a `serve` that ran).
+async fn notice(cli: &Cli, action: &NoticeCommand) -> anyhow::Result<()> {
+    enum Checked {
+        Publish(notices::NewNotice, Option<String>),
+        List,
+        Withdraw(i64),
+    }
+    let checked = match action {
+        NoticeCommand::Publish { title, body_file, material, link, public_url } => {
+            let body = std::fs::read_to_string(body_file).with_context(|| format!("cannot read the body file {}", body_file.display()))?;
+            Checked::Publish(notices::NewNotice::parse(title, &body, link.as_deref(), *material)?, public_url.clone())
+        }
+        NoticeCommand::List => Checked::List,
+        NoticeCommand::Withdraw { id } => Checked::Withdraw(*id),
+    };
+    // Only the database and the outbox: no secrets, and no migrations, since
+    // against RDS the schema is the deploy's step (the scheduler's `migrate`).
+    let db = database(cli).await?;
+    let pool = db::pool(&db.url, 4)?;
+    let mailer = mail::OutboxMailer::new(pool.clone());
+    let now = chrono::Utc::now();
+    let out = match checked {
+        Checked::Publish(new, public_url) => {
+            serde_json::to_value(notices::publish(&pool, &mailer, &new, public_url.as_deref(), now).await?)?
+        }
+        Checked::List => serde_json::json!({ "notices": notices::list(&pool).await? }),
+        Checked::Withdraw(id) => serde_json::json!({ "withdrawn": notices::withdraw(&pool, id, now).await? }),
+    };
+    println!("{out}");
+    Ok(())
+}
+
 /// The EventBridge schedules' local stand-in, on a one-minute tick: spike
-/// alerts every minute, salts, quotas and reports every 5 minutes, rollups
-/// every hour, retention once a day (each also at start-up).
+/// alerts every minute, salts, quotas, reports and unfinished notice mailings
+/// every 5 minutes, rollups every hour, retention once a day (each also at start-up).
 async fn run_jobs_on_timers(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     for n in 0u64.. {
@@ -237,6 +305,7 @@ async fn run_jobs_on_timers(state: AppState) {
             (Job::RotateSalt, 5),
             (Job::Quota, 5),
             (Job::SendReports, 5),
+            (Job::NoticeMail, 5),
             (Job::Rollup, 60),
             (Job::SyncEdgeSites, 60),
             (Job::Retention, 1440),

@@ -112,10 +112,9 @@ async fn serve_owns_a_private_cluster_stops_it_on_sigterm_and_keeps_data() {
     stop(server).await;
 }
 
-#[tokio::test]
-async fn seed_demo_and_migrate_work_with_database_url_and_no_server() {
-    let db = TestDb::create().await;
-    let url = format!(
+/// The connection string of a test database, for `DATABASE_URL`.
+fn database_url(db: &TestDb) -> String {
+    format!(
         "host={} port={} user={} dbname={}",
         match &db.config.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
@@ -124,7 +123,13 @@ async fn seed_demo_and_migrate_work_with_database_url_and_no_server() {
         db.config.get_ports().first().copied().unwrap_or(5432),
         db.config.get_user().unwrap_or("postgres"),
         db.name
-    );
+    )
+}
+
+#[tokio::test]
+async fn seed_demo_and_migrate_work_with_database_url_and_no_server() {
+    let db = TestDb::create().await;
+    let url = database_url(&db);
     let dir = workdir();
     let mut migrate = engagetrack(dir.path());
     migrate.env("DATABASE_URL", &url).arg("migrate");
@@ -188,4 +193,71 @@ async fn enrich_explains_each_line_with_the_edge_pipeline() {
     assert_eq!(lines[1]["bot_reason"], "crawler list: bingbot");
     assert_eq!(lines[2]["bot"], true, "no UA at all is not a person");
     assert_eq!(lines[2]["channel"], "Direct");
+}
+
+/// A failed command: its stderr, after checking it exited non-zero.
+async fn failure(mut cmd: Command) -> String {
+    let out = cmd.output().await.unwrap();
+    assert!(!out.status.success(), "succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn notice_publish_mails_holders_once_and_list_counts_them_and_bad_input_is_refused() {
+    let db = TestDb::create().await;
+    let url = database_url(&db);
+    let dir = workdir();
+    let body = dir.path().join("notice.txt");
+    std::fs::write(&body, "We changed how long exports are kept.\n").unwrap();
+    let publish_linked = |title: &str, body: &Path, link: &str| {
+        let mut cmd = engagetrack(dir.path());
+        cmd.env("DATABASE_URL", &url).args(["notice", "publish", "--title", title, "--material", "--link", link]);
+        cmd.arg("--body-file").arg(body);
+        cmd
+    };
+    let publish = |title: &str, body: &Path| publish_linked(title, body, "https://engagetrack.test/privacy");
+
+    // Refused before any database is touched (here: none is made).
+    let mut no_db = publish("   ", &body);
+    no_db.env_remove("DATABASE_URL");
+    assert!(failure(no_db).await.contains("the title is empty"));
+    assert!(failure(publish("Policy", &dir.path().join("missing.txt"))).await.contains("cannot read the body file"));
+    assert!(failure(publish_linked("Policy", &body, "javascript:alert(1)")).await.contains("the link must be an absolute http(s) URL"));
+    assert!(!dir.path().join("pg").exists(), "bad input started a database");
+
+    let mut migrate = engagetrack(dir.path());
+    migrate.env("DATABASE_URL", &url).arg("migrate");
+    last_json_line(migrate).await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO users (id, email, created_at)
+             SELECT gen_random_uuid(), name || '@example.com', now() - interval '1 day' FROM unnest(ARRAY['ann', 'bob']) name",
+        )
+        .await
+        .unwrap();
+    let published = last_json_line(publish("Privacy policy update", &body)).await;
+    assert_eq!((published["mailed"].as_u64(), published["already_published"].as_bool()), (Some(2), Some(false)), "{published}");
+    assert_eq!(published["notice"]["body"], "We changed how long exports are kept.");
+    let again = last_json_line(publish("Privacy policy update", &body)).await;
+    assert_eq!((again["mailed"].as_u64(), again["already_published"].as_bool()), (Some(0), Some(true)), "{again}");
+    let mailed: i64 = db.client().await.query_one("SELECT count(*) FROM mail_outbox", &[]).await.unwrap().get(0);
+    assert_eq!(mailed, 2);
+
+    let mut list = engagetrack(dir.path());
+    list.env("DATABASE_URL", &url).args(["notice", "list"]);
+    let listed = last_json_line(list).await;
+    let notice = &listed["notices"][0];
+    assert_eq!(listed["notices"].as_array().map(Vec::len), Some(1), "{listed}");
+    let counts = ["holders", "seen", "dismissed", "mailed"].map(|k| notice[k].as_i64());
+    assert_eq!(counts, [Some(2), Some(0), Some(0), Some(2)], "{notice}");
+    assert_eq!((notice["title"].as_str(), notice["material"].as_bool()), (Some("Privacy policy update"), Some(true)));
+
+    let id = notice["id"].as_i64().unwrap().to_string();
+    let mut withdraw = engagetrack(dir.path());
+    withdraw.env("DATABASE_URL", &url).args(["notice", "withdraw", &id]);
+    assert!(last_json_line(withdraw).await["withdrawn"]["withdrawn_at"].is_string());
+    let mut unknown = engagetrack(dir.path());
+    unknown.env("DATABASE_URL", &url).args(["notice", "withdraw", "987654321"]);
+    assert!(failure(unknown).await.contains("no notice 987654321"));
 }

@@ -95,6 +95,19 @@ impl From<crate::blobs::BlobError> for ApiError {
     }
 }
 
+impl From<crate::notices::NoticeError> for ApiError {
+    fn from(e: crate::notices::NoticeError) -> Self {
+        use crate::notices::NoticeError;
+        match e {
+            NoticeError::NotFound(_) => Self::not_found(e.to_string()),
+            NoticeError::Input(_) | NoticeError::Differs(_) => Self::bad_request(e.to_string()),
+            NoticeError::Pool(p) => p.into(),
+            NoticeError::Db(d) => d.into(),
+            NoticeError::Mail(m) => Self::internal(m),
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         tracing::warn!(error = %e, "database unavailable");

@@ -33,11 +33,23 @@ pub enum Job {
     SendReports,
     /// Queue traffic-spike alerts for members whose threshold is reached.
     SpikeAlerts,
+    /// Queue the mail of material notices to holders not mailed yet: finishes
+    /// a `notice publish` that stopped midway (a no-op when none did).
+    NoticeMail,
 }
 
 impl Job {
-    pub const ALL: &[Job] =
-        &[Job::RotateSalt, Job::SyncEdgeSites, Job::Rollup, Job::Retention, Job::Quota, Job::SendMail, Job::SendReports, Job::SpikeAlerts];
+    pub const ALL: &[Job] = &[
+        Job::RotateSalt,
+        Job::SyncEdgeSites,
+        Job::Rollup,
+        Job::Retention,
+        Job::Quota,
+        Job::SendMail,
+        Job::SendReports,
+        Job::SpikeAlerts,
+        Job::NoticeMail,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -49,6 +61,7 @@ impl Job {
             Job::SendMail => "send-mail",
             Job::SendReports => "send-reports",
             Job::SpikeAlerts => "spike-alerts",
+            Job::NoticeMail => "notice-mail",
         }
     }
 
@@ -102,6 +115,11 @@ impl Job {
                 };
                 json!({ "job": self.name(), "mail": run })
             }
+            Job::NoticeMail => {
+                let public_url = Some(state.config.public_url.as_str()).filter(|u| !u.is_empty());
+                let mailed = crate::notices::mail_pending(&state.pool, &*state.mailer, public_url).await?;
+                json!({ "job": self.name(), "mailed": mailed })
+            }
         };
         tracing::info!(job = self.name(), %summary, "job finished");
         Ok(summary)
@@ -118,7 +136,7 @@ impl FromStr for Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail, send-reports, spike-alerts")]
+    #[error("unknown job `{0}`; known jobs: rotate-salt, sync-edge-sites, rollup, retention, quota, send-mail, send-reports, spike-alerts, notice-mail")]
     Unknown(String),
     #[error("publishing to the edge failed: {0}")]
     EdgePublish(#[from] crate::edge_publish::EdgePublishError),
@@ -134,4 +152,6 @@ pub enum JobError {
     MailConfig(#[from] crate::state::StateError),
     #[error("reports: {0}")]
     Reports(#[from] crate::reports::ReportError),
+    #[error("notices: {0}")]
+    Notices(#[from] crate::notices::NoticeError),
 }

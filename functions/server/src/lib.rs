@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod mail;
+pub mod notices;
 pub mod oauth;
 pub mod reports;
 pub mod retention;

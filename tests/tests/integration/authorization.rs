@@ -63,6 +63,8 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("POST", "/api/me/totp/setup", SignedIn),
     ("POST", "/api/me/totp/enable", SignedIn),
     ("POST", "/api/me/totp/disable", SignedIn),
+    ("GET", "/api/notices", SignedIn),
+    ("POST", "/api/notices/{notice_id}/dismiss", SignedIn),
     ("GET", "/api/organizations", SignedInAny),
     ("POST", "/api/organizations", SignedInAny),
     ("GET", "/api/organizations/{org_id}", Org(ViewOrganization)),

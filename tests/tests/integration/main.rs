@@ -20,6 +20,7 @@ mod ingest_batch;
 mod lambdas;
 mod mail;
 mod metrics;
+mod notices;
 mod reports;
 mod rollups;
 mod sites;

@@ -93,13 +93,14 @@ pub enum MailError {
 pub trait Mailer: Send + Sync {
     async fn send(&self, mail: Mail) -> Result<(), MailError>;
 
-    /// Queues `mail` in the caller's transaction, so it exists exactly when
-    /// the caller's other writes (a delivery claim) commit. Call
-    /// [`Mailer::wake`] after the commit.
-    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: Mail) -> Result<(), MailError>;
+    /// Queues `mail` inside the caller's transaction, so the caller's record
+    /// of having mailed it (a unique key) commits with the queued message or
+    /// not at all. The outbox row's id. Call [`Mailer::committed`] after the
+    /// commit: the message is not visible to a sender before.
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: &Mail) -> Result<i64, MailError>;
 
-    /// Mail was committed outside [`Mailer::send`]: a local sender may go.
-    fn wake(&self) {}
+    /// Mail queued with [`Mailer::send_in`] was committed.
+    fn committed(&self);
 }
 
 /// What sends a claimed message on (SMTP); the worker decides what an
@@ -140,10 +141,6 @@ impl OutboxMailer {
     }
 }
 
-fn log_queued(mail: &Mail) {
-    tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
-}
-
 #[async_trait::async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
@@ -154,15 +151,19 @@ impl Mailer for OutboxMailer {
         Ok(())
     }
 
-    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: Mail) -> Result<(), MailError> {
-        outbox::enqueue(tx, &mail).await?;
-        log_queued(&mail);
-        Ok(())
+    async fn send_in(&self, tx: &tokio_postgres::Transaction<'_>, mail: &Mail) -> Result<i64, MailError> {
+        let id = outbox::enqueue(tx, mail).await?;
+        log_queued(mail);
+        Ok(id)
     }
 
-    fn wake(&self) {
+    fn committed(&self) {
         self.queued.notify_one();
     }
+}
+
+fn log_queued(mail: &Mail) {
+    tracing::info!(to_domain = mail.to.rsplit('@').next().unwrap_or_default(), subject = %mail.subject, "mail queued in the outbox");
 }
 
 #[cfg(test)]

@@ -12,13 +12,15 @@ use super::Mail;
 /// it: far longer than one send may take ([`super::worker::SEND_TIMEOUT`]).
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub async fn enqueue(db: &impl GenericClient, mail: &Mail) -> Result<(), tokio_postgres::Error> {
-    db.execute(
-        "INSERT INTO mail_outbox (to_address, subject, body, html_body, list_unsubscribe) VALUES ($1, $2, $3, $4, $5)",
-        &[&mail.to, &mail.subject, &mail.body, &mail.html, &mail.list_unsubscribe.as_ref().map(super::Unsubscribe::as_str)],
-    )
-    .await?;
-    Ok(())
+/// Queues `mail`; its row's id.
+pub async fn enqueue(db: &impl GenericClient, mail: &Mail) -> Result<i64, tokio_postgres::Error> {
+    let row = db
+        .query_one(
+            "INSERT INTO mail_outbox (to_address, subject, body, html_body, list_unsubscribe) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[&mail.to, &mail.subject, &mail.body, &mail.html, &mail.list_unsubscribe.as_ref().map(super::Unsubscribe::as_str)],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// A message this sender holds until `claimed_until`.

@@ -258,9 +258,9 @@ async fn send_report(
     if !store::claim_delivery(&*tx, c, period).await? {
         return Ok(Sent::AlreadySent);
     }
-    post.mailer.send_in(&tx, mail).await?;
+    post.mailer.send_in(&tx, &mail).await?;
     tx.commit().await?;
-    post.mailer.wake();
+    post.mailer.committed();
     Ok(Sent::Queued)
 }
 
@@ -295,11 +295,11 @@ async fn alert_site(post: Post<'_>, site: &store::SpikeSite, now: DateTime<Utc>)
         let mail = post.mail(&member.email, subject, subscription, |link| {
             render::spike(&site.domain, visitors, member.threshold, post.public_url, link)
         })?;
-        post.mailer.send_in(&tx, mail).await?;
+        post.mailer.send_in(&tx, &mail).await?;
     }
     tx.commit().await?;
     if !claimed.is_empty() {
-        post.mailer.wake();
+        post.mailer.committed();
     }
     Ok(claimed.len() as u64)
 }

@@ -265,6 +265,9 @@ async fn export_my_data(State(state): State<AppState>, user: SignedInUser, ApiQu
         "invitations_sent": one("SELECT coalesce(jsonb_agg(jsonb_build_object('email', email, 'role', role, 'created_at', created_at, 'accepted_at', accepted_at)), '[]') FROM invitations WHERE invited_by = $1").await?,
         "audit_log": one("SELECT coalesce(jsonb_agg(jsonb_build_object('action', action, 'target', target, 'details', details, 'at', created_at) ORDER BY id), '[]')
                           FROM (SELECT DISTINCT ON (action, created_at) * FROM audit_log WHERE actor_user_id = $1) a").await?,
+        "notices": one("SELECT coalesce(jsonb_agg(jsonb_build_object('notice', n.id, 'title', n.title, 'first_seen_at', v.first_seen_at, 'dismissed_at', v.dismissed_at, 'mailed_at', m.mailed_at) ORDER BY n.id), '[]')
+                        FROM notices n LEFT JOIN notice_views v ON v.notice_id = n.id AND v.user_id = $1 LEFT JOIN notice_mailings m ON m.notice_id = n.id AND m.user_id = $1
+                        WHERE v.user_id IS NOT NULL OR m.user_id IS NOT NULL").await?,
     });
     audit::record(&db, None, Some(user.user_id), Action::DataExported, None, serde_json::json!({})).await?;
     if params.delivery.unwrap_or_default() == Delivery::Link {

@@ -7,6 +7,7 @@ pub mod account;
 pub mod auth;
 pub mod billing;
 pub mod mail;
+pub mod notices;
 pub mod oauth;
 pub mod organizations;
 pub mod sites;
@@ -87,6 +88,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(stats::router())
         .merge(billing::router())
         .merge(mail::router())
+        .merge(notices::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

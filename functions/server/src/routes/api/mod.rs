@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod organizations;
 pub mod sites;
 pub mod stats;
+pub mod visitor_requests;
 
 use std::sync::Arc;
 
@@ -85,6 +86,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sites::router())
         .merge(stats::router())
         .merge(billing::router())
+        .merge(visitor_requests::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

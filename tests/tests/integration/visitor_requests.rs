@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::{EventId, Processed, Salt, SiteId, Visit};
 
+use crate::rollups::rollup_table;
+
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0";
 const ANN_ID: &str = "user-ann-42";
 const ANN_EMAIL: &str = "Ann.Lee@Example.com";
@@ -139,22 +141,6 @@ async fn create_site(app: &TestApp, owner: &TestUser, domain: &str) -> SiteId {
     SiteId::from_uuid(site["id"].as_str().unwrap().parse().unwrap())
 }
 
-/// A site's rollup rows without what differs between two sites with the same traffic.
-async fn rollup_rows(app: &TestApp, site: SiteId) -> Vec<String> {
-    let rows = app
-        .db
-        .client()
-        .await
-        .query(
-            "SELECT row_to_json(r)::text FROM (SELECT day, dimension, value, visitors, visits, pageviews, bounces, engaged_ms,
-                    scroll_depth_sum, events, revenue FROM daily_rollups WHERE site_id = $1 ORDER BY day, dimension, value) r",
-            &[site.as_uuid()],
-        )
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 /// The Stats API's answers the test compares: an aggregate, a daily
 /// timeseries, and breakdowns by page and by source, over the four days.
 async fn stats(app: &TestApp, owner: &TestUser, site: SiteId) -> Vec<Value> {
@@ -254,13 +240,13 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
     assert_eq!(erased["events"], 4);
     rollup::rollup_day(&app.state.pool, control, today).await.unwrap();
     assert_eq!(stats(&app, &owner, site).await, stats(&app, &owner, control).await, "every other visitor's numbers are unchanged");
-    assert_eq!(rollup_rows(&app, site).await, rollup_rows(&app, control).await, "the rollups hold no trace of Ann or Vera");
+    assert_eq!(rollup_table(&app, site).await, rollup_table(&app, control).await, "the rollups hold no trace of Ann or Vera");
     // And they are what a fresh rollup of the remaining raw events gives.
-    let kept = rollup_rows(&app, site).await;
+    let kept = rollup_table(&app, site).await;
     for day in days() {
         rollup::rollup_day(&app.state.pool, site, day).await.unwrap();
     }
-    assert_eq!(rollup_rows(&app, site).await, kept);
+    assert_eq!(rollup_table(&app, site).await, kept);
     let dirty: i64 =
         app.db.client().await.query_one("SELECT count(*) FROM rollup_dirty WHERE site_id = $1", &[site.as_uuid()]).await.unwrap().get(0);
     assert_eq!(dirty, 0, "every erased day was rebuilt");

@@ -65,6 +65,8 @@ fn hits() -> Vec<Hit> {
         h("bob", 2, 6, "192.0.2.30", "bob-session-1", None, page("/docs", "")),
         h("ann", 1, 0, "192.0.2.31", "ann-session-2", None, page("/dashboard", "")),
         h("ann", 1, 1, "192.0.2.31", "ann-session-2", None, identify(None)),
+        // A new address in the same page load: another hash, the same session.
+        h("ann", 1, 2, "192.0.2.35", "ann-session-2", None, page("/settings", "")),
         h("vera", 1, 3, "192.0.2.21", "vera-session-2", Some(VERA_VID), page("/blog", "https://twitter.com/x")),
         h("carl", 1, 4, "192.0.2.10", "carl-session-2", None, page("/docs", "https://duckduckgo.com/")),
         h("ann", 0, 0, "192.0.2.32", "ann-session-3", None, page("/dashboard", "")),
@@ -184,7 +186,7 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
     let by_user = as_owner.post(&path(site, "find"), json!({"user_id": ANN_ID})).await.expect(200);
     assert_eq!(
         (&by_user["key_kind"], &by_user["events"], &by_user["sessions"], &by_user["days"]),
-        (&json!("user_id"), &json!(7), &json!(3), &json!(3))
+        (&json!("user_id"), &json!(8), &json!(3), &json!(3))
     );
     // The email is matched trimmed and case-insensitively, on the identify of the first session.
     let by_email = as_owner.post(&path(site, "find"), json!({"email": "ann.lee@EXAMPLE.com"})).await.expect(200);
@@ -207,18 +209,18 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
     let vera = as_owner.post(&path(site, "export"), json!({"visitor_id": VERA_VID})).await.expect(200);
     assert_eq!(vera["count"], 4);
 
-    // Erase Ann by user id: exactly her 7 events, her 3 days re-rolled.
+    // Erase Ann by user id: exactly her 8 events, her 3 days re-rolled.
     let before = stats(&app, &owner, site).await;
     assert_ne!(before, stats(&app, &owner, control).await, "the control differs while Ann and Vera are in");
     let pageviews = |answers: &[Value]| answers[0][0]["metrics"][2].as_i64().unwrap();
     let erased = as_owner.post(&path(site, "erase"), json!({"user_id": ANN_ID})).await.expect(200);
-    assert_eq!((&erased["events"], &erased["sessions"]), (&json!(7), &json!(3)));
+    assert_eq!((&erased["events"], &erased["sessions"]), (&json!(8), &json!(3)));
     let today = Utc::now().date_naive();
     let expected_days: Vec<String> = (0..=2).rev().map(|b| (today - Duration::days(b)).to_string()).collect();
     assert_eq!(erased["rerolled_days"], json!(expected_days));
     assert_eq!(erased["pending_days"], json!([]));
     let after_ann = stats(&app, &owner, site).await;
-    assert_eq!(pageviews(&before) - pageviews(&after_ann), 4, "Ann's four pageviews, and only those");
+    assert_eq!(pageviews(&before) - pageviews(&after_ann), 5, "Ann's five pageviews, and only those");
     // Bob shared Ann's memory-mode hash on day -2 and keeps his events.
     let bob: i64 = app
         .db
@@ -273,7 +275,7 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
         ]
     );
     let erase_row: Value = rows[6].get(1);
-    assert_eq!((&erase_row["events"], &erase_row["site"]), (&json!(7), &json!(site.to_string())));
+    assert_eq!((&erase_row["events"], &erase_row["site"]), (&json!(8), &json!(site.to_string())));
     assert_eq!(rows[0].get::<_, Value>(1)["key_digest"], rows[7].get::<_, Value>(1)["key_digest"], "one visitor, one digest");
     assert_ne!(rows[0].get::<_, Value>(1)["key_digest"], rows[3].get::<_, Value>(1)["key_digest"], "another visitor, another digest");
     let audit: String = client.query_one("SELECT string_agg(a::text, ' ') FROM audit_log a", &[]).await.unwrap().get(0);

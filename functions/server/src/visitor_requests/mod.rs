@@ -6,7 +6,10 @@
 //! - `visitor_id` (storage mode, the SDK's random `vid` from the visitor's
 //!   device): every event whose visitor hash is `VisitorHash::from_visitor_id(site, vid)`.
 //! - `user_id` / `email` (identify()): the identify events that match, and
-//!   every event of the sessions `(site_id, session_hash)` they belong to.
+//!   every event of the sessions `(site_id, session_hash)` they belong to
+//!   that shares an identify event's visitor hash or lies on its UTC day or
+//!   the next (see [`store`]; a session is one page load in memory mode, one
+//!   tab in storage mode).
 //!   Not widened to their visitor hash: a row does not say whether its hash
 //!   is a storage-mode id's or a memory-mode daily hash, and a daily hash is
 //!   shared by everyone behind one NAT with the same browser, so widening

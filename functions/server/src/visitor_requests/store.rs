@@ -19,11 +19,24 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
     let email_key;
     let hash;
     // Identify matches widen to their sessions, never to their visitor hash
-    // (a memory-mode daily hash is shared behind one NAT).
+    // (a memory-mode daily hash is shared behind one NAT). There is no index
+    // on session_hash (it would cost every event, README "Visitor requests"):
+    // a session's events are found among those sharing an identify event's
+    // visitor hash (same device, same day in memory mode; a storage-mode
+    // tab of any length) and, for a hash that changed mid-session (a new
+    // address, midnight UTC), among the events of the identify's UTC day and
+    // the next, read through the primary key.
     let sessions_of = |column: &str| {
         format!(
-            "SELECT e.ts, e.id, e.session_hash FROM events e
-             WHERE e.site_id = $1 AND e.session_hash IN (SELECT a.session_hash FROM events a WHERE a.site_id = $1 AND a.{column} = $2)"
+            "WITH anchors AS (SELECT ts, visitor_hash, session_hash FROM events WHERE site_id = $1 AND {column} = $2),
+                  days AS (SELECT DISTINCT date_trunc('day', ts AT TIME ZONE 'UTC') AS d FROM anchors)
+             SELECT e.ts, e.id, e.session_hash FROM events e
+             WHERE e.site_id = $1 AND e.visitor_hash IN (SELECT visitor_hash FROM anchors)
+               AND e.session_hash IN (SELECT session_hash FROM anchors)
+             UNION
+             SELECT e.ts, e.id, e.session_hash FROM days
+             JOIN events e ON e.site_id = $1 AND e.ts >= (days.d AT TIME ZONE 'UTC') AND e.ts < ((days.d + interval '2 days') AT TIME ZONE 'UTC')
+             WHERE e.session_hash IN (SELECT session_hash FROM anchors)"
         )
     };
     let (select, value): (String, &(dyn ToSql + Sync)) = match key {

@@ -15,7 +15,7 @@ const KINDS = [
 const HINTS = {
   user_id: "The id your site passed to identify(). Finds those events and every event of the same sessions.",
   email: "The email your site passed to identify(); case and spaces do not matter.",
-  visitor_id: "The id the tracking script keeps on the visitor's device in storage mode (they can read it from localStorage).",
+  visitor_id: "The id the tracking script keeps on the visitor's device in storage mode (localStorage item et_vid).",
 };
 
 const describe = (r) =>

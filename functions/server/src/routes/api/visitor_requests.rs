@@ -107,3 +107,34 @@ async fn erase(
         pending = erased.pending_days.len(), "visitor request: erase");
     Ok(Json(erased))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The document schemathesis reads: each operation's body and answers.
+    #[test]
+    fn the_openapi_document_describes_the_three_operations() {
+        let (_, doc) = super::super::documented();
+        let doc = serde_json::to_value(&doc).unwrap();
+        for (action, schema) in [("find", "Found"), ("export", "Exported"), ("erase", "Erased")] {
+            let op = &doc["paths"][format!("/api/sites/{{site_id}}/visitor-requests/{action}")]["post"];
+            assert_eq!(
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/VisitorRequestBody",
+                "{action}"
+            );
+            let ok = &op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(ok, &format!("#/components/schemas/{schema}"), "{action}");
+            for status in ["400", "401", "403", "404", "415", "422", "503"] {
+                assert!(op["responses"].get(status).is_some(), "{action} documents {status}");
+            }
+        }
+        let schemas = &doc["components"]["schemas"];
+        for name in ["VisitorRequestBody", "Found", "Exported", "Erased", "KeyKind"] {
+            assert!(schemas.get(name).is_some(), "schema {name}: {}", schemas);
+        }
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&[&schemas["Found"], &schemas["Erased"], &schemas["Exported"], &schemas["VisitorRequestBody"]])
+                .unwrap()
+        );
+    }
+}

@@ -34,9 +34,12 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
              WHERE e.site_id = $1 AND e.visitor_hash IN (SELECT visitor_hash FROM anchors)
                AND e.session_hash IN (SELECT session_hash FROM anchors)
              UNION
-             SELECT e.ts, e.id, e.session_hash FROM days
-             JOIN events e ON e.site_id = $1 AND e.ts >= (days.d AT TIME ZONE 'UTC') AND e.ts < ((days.d + interval '2 days') AT TIME ZONE 'UTC')
-             WHERE e.session_hash IN (SELECT session_hash FROM anchors)"
+             -- LATERAL, so each day is a primary-key range (a plain join let
+             -- the planner read all of the site's events).
+             SELECT w.ts, w.id, w.session_hash FROM days CROSS JOIN LATERAL (
+                 SELECT e.ts, e.id, e.session_hash FROM events e
+                 WHERE e.site_id = $1 AND e.ts >= (days.d AT TIME ZONE 'UTC') AND e.ts < ((days.d + interval '2 days') AT TIME ZONE 'UTC')
+                   AND e.session_hash IN (SELECT session_hash FROM anchors)) w"
         )
     };
     let (select, value): (String, &(dyn ToSql + Sync)) = match key {

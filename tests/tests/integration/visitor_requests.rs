@@ -58,6 +58,8 @@ fn hits() -> Vec<Hit> {
         h("carl", 3, 2, "192.0.2.10", "carl-session-1", None, page("/pricing", "")),
         h("vera", 3, 5, "192.0.2.20", "vera-session-1", Some(VERA_VID), page("/blog", "https://twitter.com/x")),
         h("vera", 3, 6, "192.0.2.20", "vera-session-1", Some(VERA_VID), page("/blog/post", "")),
+        // The session begins before midnight UTC: another day's salt, another hash.
+        h("ann", 3, 13 * 60 + 40, "192.0.2.30", "ann-session-1", None, page("/welcome", "")),
         h("ann", 2, 0, "192.0.2.30", "ann-session-1", None, page("/pricing", "https://www.google.com/")),
         h("ann", 2, 1, "192.0.2.30", "ann-session-1", None, identify(Some(&format!("  {ANN_EMAIL} ")))),
         h("ann", 2, 2, "192.0.2.30", "ann-session-1", None, page("/signup", "")),
@@ -186,11 +188,11 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
     let by_user = as_owner.post(&path(site, "find"), json!({"user_id": ANN_ID})).await.expect(200);
     assert_eq!(
         (&by_user["key_kind"], &by_user["events"], &by_user["sessions"], &by_user["days"]),
-        (&json!("user_id"), &json!(8), &json!(3), &json!(3))
+        (&json!("user_id"), &json!(9), &json!(3), &json!(4))
     );
     // The email is matched trimmed and case-insensitively, on the identify of the first session.
     let by_email = as_owner.post(&path(site, "find"), json!({"email": "ann.lee@EXAMPLE.com"})).await.expect(200);
-    assert_eq!((&by_email["events"], &by_email["sessions"], &by_email["days"]), (&json!(3), &json!(1), &json!(1)), "{by_email}");
+    assert_eq!((&by_email["events"], &by_email["sessions"], &by_email["days"]), (&json!(4), &json!(1), &json!(2)), "{by_email}");
     let by_vid = as_owner.post(&path(site, "find"), json!({"visitor_id": VERA_VID})).await.expect(200);
     assert_eq!((&by_vid["events"], &by_vid["sessions"], &by_vid["days"]), (&json!(4), &json!(3), &json!(3)), "{by_vid}");
     assert!(by_vid["first_seen"].as_str().unwrap() < by_vid["last_seen"].as_str().unwrap());
@@ -199,28 +201,28 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
 
     // Export: the visitor's events, the identify details decrypted.
     let export = as_owner.post(&path(site, "export"), json!({"email": ANN_EMAIL})).await.expect(200);
-    assert_eq!(export["count"], 3);
+    assert_eq!(export["count"], 4);
     let events = export["events"].as_array().unwrap();
     let ident = events.iter().find(|e| e["event_type"] == "identify").expect("the identify event");
     assert_eq!(ident["details"]["email"], format!("  {ANN_EMAIL} "), "as the site sent it");
     assert_eq!((&ident["details"]["name"], &ident["user_id"]), (&json!("Ann Lee"), &json!(ANN_ID)));
     assert!(events.iter().all(|e| e.get("visitor_hash").is_none() && e.get("sensitive").is_none() && e.get("email_key").is_none()));
-    assert_eq!(events.iter().map(|e| e["pathname"].as_str().unwrap()).collect::<Vec<_>>(), ["/pricing", "/signup", "/signup"]);
+    assert_eq!(events.iter().map(|e| e["pathname"].as_str().unwrap()).collect::<Vec<_>>(), ["/welcome", "/pricing", "/signup", "/signup"]);
     let vera = as_owner.post(&path(site, "export"), json!({"visitor_id": VERA_VID})).await.expect(200);
     assert_eq!(vera["count"], 4);
 
-    // Erase Ann by user id: exactly her 8 events, her 3 days re-rolled.
+    // Erase Ann by user id: exactly her 9 events, her 4 days re-rolled.
     let before = stats(&app, &owner, site).await;
     assert_ne!(before, stats(&app, &owner, control).await, "the control differs while Ann and Vera are in");
     let pageviews = |answers: &[Value]| answers[0][0]["metrics"][2].as_i64().unwrap();
     let erased = as_owner.post(&path(site, "erase"), json!({"user_id": ANN_ID})).await.expect(200);
-    assert_eq!((&erased["events"], &erased["sessions"]), (&json!(8), &json!(3)));
+    assert_eq!((&erased["events"], &erased["sessions"]), (&json!(9), &json!(3)));
     let today = Utc::now().date_naive();
-    let expected_days: Vec<String> = (0..=2).rev().map(|b| (today - Duration::days(b)).to_string()).collect();
+    let expected_days: Vec<String> = (0..=3).rev().map(|b| (today - Duration::days(b)).to_string()).collect();
     assert_eq!(erased["rerolled_days"], json!(expected_days));
     assert_eq!(erased["pending_days"], json!([]));
     let after_ann = stats(&app, &owner, site).await;
-    assert_eq!(pageviews(&before) - pageviews(&after_ann), 5, "Ann's five pageviews, and only those");
+    assert_eq!(pageviews(&before) - pageviews(&after_ann), 6, "Ann's six pageviews, and only those");
     // Bob shared Ann's memory-mode hash on day -2 and keeps his events.
     let bob: i64 = app
         .db
@@ -275,7 +277,7 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
         ]
     );
     let erase_row: Value = rows[6].get(1);
-    assert_eq!((&erase_row["events"], &erase_row["site"]), (&json!(8), &json!(site.to_string())));
+    assert_eq!((&erase_row["events"], &erase_row["site"]), (&json!(9), &json!(site.to_string())));
     assert_eq!(rows[0].get::<_, Value>(1)["key_digest"], rows[7].get::<_, Value>(1)["key_digest"], "one visitor, one digest");
     assert_ne!(rows[0].get::<_, Value>(1)["key_digest"], rows[3].get::<_, Value>(1)["key_digest"], "another visitor, another digest");
     let audit: String = client.query_one("SELECT string_agg(a::text, ' ') FROM audit_log a", &[]).await.unwrap().get(0);

@@ -8,7 +8,7 @@
 //! - `user_id` / `email` (identify()): the identify events that match, and
 //!   every event of the sessions `(site_id, session_hash)` they belong to
 //!   that shares an identify event's visitor hash or lies on its UTC day or
-//!   the next (see [`store`]; a session is one page load in memory mode, one
+//!   a day either side (see [`store`]; a session is one page load in memory mode, one
 //!   tab in storage mode).
 //!   Not widened to their visitor hash: a row does not say whether its hash
 //!   is a storage-mode id's or a memory-mode daily hash, and a daily hash is

@@ -25,7 +25,7 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
     // visitor hash (same device, same day in memory mode; a storage-mode
     // tab of any length) and, for a hash that changed mid-session (a new
     // address, midnight UTC), among the events of the identify's UTC day and
-    // the next, read through the primary key.
+    // the days either side, read through the primary key.
     let sessions_of = |column: &str| {
         format!(
             "WITH anchors AS (SELECT ts, visitor_hash, session_hash FROM events WHERE site_id = $1 AND {column} = $2),
@@ -38,7 +38,7 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
              -- the planner read all of the site's events).
              SELECT w.ts, w.id, w.session_hash FROM days CROSS JOIN LATERAL (
                  SELECT e.ts, e.id, e.session_hash FROM events e
-                 WHERE e.site_id = $1 AND e.ts >= (days.d AT TIME ZONE 'UTC') AND e.ts < ((days.d + interval '2 days') AT TIME ZONE 'UTC')
+                 WHERE e.site_id = $1 AND e.ts >= ((days.d - interval '1 day') AT TIME ZONE 'UTC') AND e.ts < ((days.d + interval '2 days') AT TIME ZONE 'UTC')
                    AND e.session_hash IN (SELECT session_hash FROM anchors)) w"
         )
     };

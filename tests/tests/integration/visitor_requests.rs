@@ -136,10 +136,10 @@ fn days() -> Vec<NaiveDate> {
     (0..=3).map(|back| today - Duration::days(back)).collect()
 }
 
-async fn create_site(app: &TestApp, owner: &TestUser, domain: &str) -> SiteId {
+async fn create_site(app: &TestApp, owner: &TestUser, domain: &str, timezone: &str) -> SiteId {
     let site = app
         .as_user(owner)
-        .post(&format!("/api/organizations/{}/sites", owner.organization_id), json!({"domain": domain, "timezone": "UTC"}))
+        .post(&format!("/api/organizations/{}/sites", owner.organization_id), json!({"domain": domain, "timezone": timezone}))
         .await
         .expect(201);
     SiteId::from_uuid(site["id"].as_str().unwrap().parse().unwrap())
@@ -173,9 +173,9 @@ fn path(site: SiteId, action: &str) -> String {
 async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
     let app = TestApp::spawn_with(AppConfig { client_ip: ClientIpMode::Proxy, ..AppConfig::default() }).await;
     let owner = app.sign_up_verified("owner@visitors.example").await;
-    let site = create_site(&app, &owner, "a.example").await;
+    let site = create_site(&app, &owner, "a.example", "UTC").await;
     // The control: the same traffic without Ann and Vera.
-    let control = create_site(&app, &owner, "control.example").await;
+    let control = create_site(&app, &owner, "control.example", "UTC").await;
     send(&app, site, &[]).await;
     send(&app, control, &["ann", "vera"]).await;
     for day in days().into_iter().skip(1) {
@@ -290,7 +290,7 @@ async fn find_export_and_erase_by_each_key_take_exactly_the_visitor() {
 async fn only_owners_and_admins_of_the_site_may_ask_and_the_key_must_name_someone() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up_verified("owner@roles.example").await;
-    let site = create_site(&app, &owner, "roles.example").await;
+    let site = create_site(&app, &owner, "roles.example", "UTC").await;
     let ask = json!({"user_id": ANN_ID});
     for role in ["admin", "editor", "viewer", "billing"] {
         let member = app.sign_up_verified(&format!("{role}@roles.example")).await;
@@ -356,4 +356,28 @@ async fn an_identify_email_is_stored_only_encrypted_and_as_a_keyed_hash() {
     // The hash is keyed: a plain SHA-256 of the address is not it.
     use sha2::Digest;
     assert_ne!(keys[0].1.as_deref(), Some(sha2::Sha256::digest(distinctive.to_lowercase()).as_slice()));
+}
+
+/// Rollups are kept per UTC day; a site in another time zone reads its own
+/// days from them and from raw events. Erasing re-rolls the UTC days, and
+/// the site still answers as its control in its own days.
+#[tokio::test]
+async fn a_site_in_another_time_zone_answers_as_its_control_after_an_erase() {
+    let app = TestApp::spawn_with(AppConfig { client_ip: ClientIpMode::Proxy, ..AppConfig::default() }).await;
+    let owner = app.sign_up_verified("owner@tokyo.example").await;
+    let site = create_site(&app, &owner, "tokyo.example", "Asia/Tokyo").await;
+    let control = create_site(&app, &owner, "tokyo-control.example", "Asia/Tokyo").await;
+    send(&app, site, &[]).await;
+    send(&app, control, &["ann", "vera"]).await;
+    for day in days() {
+        rollup::rollup_day(&app.state.pool, site, day).await.unwrap();
+        rollup::rollup_day(&app.state.pool, control, day).await.unwrap();
+    }
+    assert_ne!(stats(&app, &owner, site).await, stats(&app, &owner, control).await);
+    for key in [json!({"user_id": ANN_ID}), json!({"visitor_id": VERA_VID})] {
+        let erased = app.as_user(&owner).post(&path(site, "erase"), key).await.expect(200);
+        assert_eq!(erased["pending_days"], json!([]), "{erased}");
+    }
+    assert_eq!(stats(&app, &owner, site).await, stats(&app, &owner, control).await);
+    assert_eq!(rollup_table(&app, site).await, rollup_table(&app, control).await);
 }

@@ -1,11 +1,12 @@
-// Settings: a site's (general, goals, share links, deletion), a team's
+// Settings: a site's (general, goals, share links, visitor requests, deletion), a team's
 // (members, invitations, API keys, audit log) and the account's own
 // (profile, password, two-factor sign-in, sessions, export, deletion).
 import { useState } from "preact/hooks";
 import { api } from "./api.js";
 import { href, navigate } from "./router.js";
-import { Confirm, Copy, Form, Input, Loaded, Notice, Select, useLoad } from "./ui.jsx";
+import { Confirm, Copy, Form, Input, Loaded, Notice, Select, downloadJson, useLoad } from "./ui.jsx";
 import { MailSection } from "./mail.jsx";
+import { VisitorRequests } from "./visitor_requests.jsx";
 
 const lines = (text) =>
   String(text || "")
@@ -116,6 +117,7 @@ export function SiteSettings({ site, onChanged }) {
           <Input label="Password (optional)" name="password" type="password" autocomplete="new-password" />
         </Form>
       </section>
+      {["owner", "admin"].includes(site.role) && <VisitorRequests site={site} />}
       <section class="card danger-zone" aria-labelledby="danger">
         <h2 id="danger">Delete this site</h2>
         <p>The site stops collecting at once; its data goes with the retention job.</p>
@@ -267,13 +269,7 @@ export function Account({ me, onChanged, onSignedOut }) {
     setVersion((v) => v + 1);
   };
   const exportData = async () => {
-    const data = await api("GET", "/api/me/export");
-    const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "engagetrack-my-data.json";
-    a.click();
-    URL.revokeObjectURL(url);
+    downloadJson(await api("GET", "/api/me/export"), "engagetrack-my-data.json");
   };
   const remove = async (form) => {
     await api("DELETE", "/api/me", { confirm_email: form.get("confirm_email"), password: form.get("password") || null });

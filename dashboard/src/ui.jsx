@@ -158,3 +158,13 @@ export function Confirm({ label, question, onConfirm, danger = true }) {
     </button>
   );
 }
+
+/// Saves `data` as a pretty-printed JSON file the browser downloads.
+export function downloadJson(data, filename) {
+  const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.click();
+  URL.revokeObjectURL(url);
+}

@@ -45,6 +45,9 @@ pub enum Action {
     BillingRecordAdded,
     CheckoutStarted,
     BillingPortalOpened,
+    VisitorRequestFound,
+    VisitorRequestExported,
+    VisitorRequestErased,
 }
 
 impl Action {
@@ -89,6 +92,9 @@ impl Action {
             BillingRecordAdded => "billing.record_added",
             CheckoutStarted => "billing.checkout_started",
             BillingPortalOpened => "billing.portal_opened",
+            VisitorRequestFound => "visitor_request.found",
+            VisitorRequestExported => "visitor_request.exported",
+            VisitorRequestErased => "visitor_request.erased",
         }
     }
 }

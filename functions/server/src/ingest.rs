@@ -22,6 +22,7 @@ use crate::beacon_rate::SiteBeaconRate;
 use crate::group_commit::{GroupCommitter, QUEUE_CAPACITY};
 use crate::salt::{SaltError, SaltStore};
 use crate::sites::{SiteDirectory, SiteFilter, SiteStatus};
+use crate::visitor_requests::{LookupKey, NormalisedEmail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -103,10 +104,11 @@ impl Ingest {
         pipeline: Arc<Pipeline>,
         salts: Arc<dyn SaltStore>,
         cipher: Arc<FieldCipher>,
+        lookup: Arc<LookupKey>,
         beacon_rate: Option<std::num::NonZeroU32>,
         queue: Option<NonZeroUsize>,
     ) -> Self {
-        let store = Arc::new(EventStore { pool: pool.clone(), cipher });
+        let store = Arc::new(EventStore { pool: pool.clone(), cipher, lookup });
         let capacity = queue.unwrap_or(QUEUE_CAPACITY);
         let committer = GroupCommitter::start(store.clone(), capacity);
         let drops = Arc::new(QuotaDrops::default());
@@ -271,6 +273,8 @@ pub enum StoreError {
 pub struct EventStore {
     pool: Pool,
     cipher: Arc<FieldCipher>,
+    /// Keys identify() emails into `email_key`, so visitor requests can find them.
+    lookup: Arc<LookupKey>,
 }
 
 /// The columns the pipeline fills, in COPY order.
@@ -312,6 +316,7 @@ const COLUMNS: &[(&str, Type)] = &[
     ("country", Type::TEXT),
     ("region", Type::TEXT),
     ("city", Type::TEXT),
+    ("email_key", Type::BYTEA),
 ];
 
 impl EventStore {
@@ -334,7 +339,9 @@ impl EventStore {
         let sink = tx.copy_in(&format!("COPY events_staging ({names}) FROM STDIN BINARY")).await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for (e, sensitive) in events.iter().zip(&sealed) {
-            let row = EventRow::from_event(e, sensitive.as_deref());
+            // Only identify events carry an email; the rest pay one check.
+            let email_key = e.sensitive.email.as_ref().and_then(|email| self.lookup.email_key(&NormalisedEmail::new(email.expose())));
+            let row = EventRow::from_event(e, sensitive.as_deref(), email_key);
             writer.as_mut().write(&row.values()).await?;
         }
         writer.finish().await?;
@@ -367,10 +374,11 @@ struct EventRow<'a> {
     revenue_currency: Option<&'static str>,
     props: serde_json::Value,
     sensitive: Option<&'a [u8]>,
+    email_key: Option<Vec<u8>>,
 }
 
 impl<'a> EventRow<'a> {
-    fn from_event(e: &'a AnonymisedEvent, sensitive: Option<&'a [u8]>) -> Self {
+    fn from_event(e: &'a AnonymisedEvent, sensitive: Option<&'a [u8]>, email_key: Option<Vec<u8>>) -> Self {
         Self {
             e,
             event_type: e.event_type.as_str(),
@@ -381,10 +389,11 @@ impl<'a> EventRow<'a> {
             revenue_currency: e.revenue.map(|m| m.currency.code()),
             props: serde_json::to_value(&e.props).unwrap_or_default(),
             sensitive,
+            email_key,
         }
     }
 
-    fn values(&self) -> [&(dyn ToSql + Sync); 37] {
+    fn values(&self) -> [&(dyn ToSql + Sync); 38] {
         let e = self.e;
         let en = &e.enrichment;
         [
@@ -425,6 +434,7 @@ impl<'a> EventRow<'a> {
             &en.country,
             &en.region,
             &en.city,
+            &self.email_key,
         ]
     }
 }

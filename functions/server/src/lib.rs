@@ -32,6 +32,7 @@ pub mod sites;
 pub mod stats;
 pub mod state;
 pub mod telemetry;
+pub mod visitor_requests;
 
 pub use routes::app;
 pub use state::{AppConfig, AppState};

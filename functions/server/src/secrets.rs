@@ -86,12 +86,20 @@ pub const IP_HASH_KEY: &str = "ip-hash-key";
 /// without it the route answers 404; the local file always has one.
 pub const METRICS_TOKEN: &str = "metrics-token";
 
+/// The HMAC key of `events.email_key`, the keyed hash visitor requests find
+/// an identify() email by. Never rotated: a new value leaves every earlier
+/// hash unmatchable. Optional in a deployment (the key store is composed once
+/// at stack creation); without it emails are stored unfindable and email
+/// requests answer 422 (README "Visitor requests").
+pub const VISITOR_LOOKUP_KEY: &str = "visitor-lookup-key";
+
 /// The names every deployment needs, created when missing.
 pub const REQUIRED: &[&str] = &["field-key-1", EDGE_SIGNING_KEY, "jwt-key-1", IP_HASH_KEY];
 
 /// Created in the local file when missing, not required of a deployment
-/// (without `mail-link-key` no report or alert is sent).
-const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN, crate::reports::token::MAIL_LINK_KEY];
+/// (without `mail-link-key` no report or alert is sent; without
+/// `visitor-lookup-key` emails are stored without their lookup hash).
+const CREATED_LOCALLY: &[&str] = &[METRICS_TOKEN, crate::reports::token::MAIL_LINK_KEY, VISITOR_LOOKUP_KEY];
 /// Where secrets are read from: the local file, or a cloud secret store.
 #[async_trait::async_trait]
 pub trait SecretSource: Send + Sync {

@@ -60,6 +60,8 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     pub access_tokens: Arc<AccessTokens>,
     pub cipher: Arc<FieldCipher>,
+    /// The key of identify() email lookups (`visitor-lookup-key`), shared with the ingest.
+    pub visitor_lookup: Arc<crate::visitor_requests::LookupKey>,
     pub mailer: Arc<dyn Mailer>,
     /// Notified when a mail is queued, so a local mail worker sends at once.
     pub mail_queued: Arc<tokio::sync::Notify>,
@@ -168,7 +170,16 @@ impl AppState {
     pub fn with_ports(pool: Pool, secrets: &Secrets, config: AppConfig, ports: Ports) -> Result<Self, StateError> {
         let cipher = Arc::new(FieldCipher::from_secrets(secrets)?);
         let pipeline = Arc::new(load_pipeline_with(&config.geo_files, ports.geo_databases)?);
-        let ingest = Arc::new(Ingest::new(pool.clone(), pipeline, ports.salts, cipher.clone(), config.site_beacon_rate, config.ingest_queue));
+        let visitor_lookup = Arc::new(crate::visitor_requests::LookupKey::from_secrets(secrets));
+        let ingest = Arc::new(Ingest::new(
+            pool.clone(),
+            pipeline,
+            ports.salts,
+            cipher.clone(),
+            visitor_lookup.clone(),
+            config.site_beacon_rate,
+            config.ingest_queue,
+        ));
         let secret = |name: &'static str| secrets.get(name).map(<[u8]>::to_vec).ok_or(StateError::MissingSecret(name));
         let edge: Arc<dyn crate::edge_publish::EdgeKv> = match &config.edge_kv {
             Some(kv) => {
@@ -189,6 +200,7 @@ impl AppState {
             config: Arc::new(config),
             access_tokens: Arc::new(AccessTokens::from_secrets(secrets)?),
             cipher,
+            visitor_lookup,
             mailer: Arc::new(OutboxMailer::with_signal(pool.clone(), mail_queued.clone())),
             mail_queued,
             keys: Arc::new(crate::secrets::ServiceKeys::from_secrets(secrets)?),
@@ -226,6 +238,7 @@ impl AppState {
         self.cipher.reload(&secrets)?;
         self.access_tokens.reload(&secrets)?;
         self.keys.reload(&secrets)?;
+        self.visitor_lookup.reload(&secrets);
         Ok(())
     }
 

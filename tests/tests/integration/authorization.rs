@@ -112,6 +112,9 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("PUT", "/api/sites/{site_id}/mail-settings", SitePeople(ViewStats)),
     ("GET", "/api/unsubscribe", Public),
     ("POST", "/api/unsubscribe", Public),
+    ("POST", "/api/sites/{site_id}/visitor-requests/find", Site(AnswerVisitorRequests)),
+    ("POST", "/api/sites/{site_id}/visitor-requests/export", Site(AnswerVisitorRequests)),
+    ("POST", "/api/sites/{site_id}/visitor-requests/erase", Site(AnswerVisitorRequests)),
 ];
 
 async fn openapi_operations(app: &TestApp) -> BTreeSet<(String, String)> {
@@ -327,6 +330,7 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
         ("POST", "/api/shared/{slug}/query") => {
             json!({"metrics": ["visitors"], "date_range": "7d"})
         }
+        (_, p) if p.starts_with("/api/sites/{site_id}/visitor-requests/") => json!({"user_id": "u-1"}),
         _ => json!({}),
     }
 }

@@ -29,3 +29,4 @@ mod stats;
 mod stats_http;
 mod storage;
 mod teams;
+mod visitor_requests;

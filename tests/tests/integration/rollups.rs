@@ -86,7 +86,7 @@ async fn rolled_totals(app: &TestApp, site: SiteId, day: NaiveDate) -> Totals {
     Totals { visitors: row.get(0), visits: row.get(1), pageviews: row.get(2), bounces: row.get(3), entry_pages }
 }
 
-async fn rollup_table(app: &TestApp, site: SiteId) -> Vec<String> {
+pub(crate) async fn rollup_table(app: &TestApp, site: SiteId) -> Vec<String> {
     app.db
         .client()
         .await

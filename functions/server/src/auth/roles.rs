@@ -27,6 +27,8 @@ pub enum Permission {
     ManageApiKeys,
     ViewAuditLog,
     ManageBilling,
+    /// Find, export and erase one visitor's events (visitor requests).
+    AnswerVisitorRequests,
     /// Rename or delete the organisation, change owners.
     OwnOrganization,
 }
@@ -89,10 +91,11 @@ mod tests {
 
     #[test]
     fn each_role_has_exactly_its_permissions() {
-        let all = [ViewOrganization, ViewStats, EditSites, DeleteSites, ManageMembers, ManageApiKeys, ViewAuditLog, ManageBilling, OwnOrganization];
+        let all = [ViewOrganization, ViewStats, EditSites, DeleteSites, ManageMembers, ManageApiKeys, ViewAuditLog, ManageBilling, AnswerVisitorRequests, OwnOrganization];
         let granted = |r: Role| all.iter().filter(|p| r.allows(**p)).count();
-        assert_eq!(granted(Role::Owner), 9);
-        assert_eq!(granted(Role::Admin), 7);
+        assert_eq!(granted(Role::Owner), 10);
+        assert_eq!(granted(Role::Admin), 8);
+        assert!(Role::Admin.allows(AnswerVisitorRequests) && !Role::Editor.allows(AnswerVisitorRequests));
         assert!(!Role::Admin.allows(OwnOrganization));
         assert!(Role::Editor.allows(EditSites) && !Role::Editor.allows(DeleteSites));
         assert!(Role::Viewer.allows(ViewStats) && !Role::Viewer.allows(EditSites));

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod organizations;
 pub mod sites;
 pub mod stats;
+pub mod visitor_requests;
 
 use std::sync::Arc;
 
@@ -89,6 +90,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(billing::router())
         .merge(mail::router())
         .merge(notices::router())
+        .merge(visitor_requests::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

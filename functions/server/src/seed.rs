@@ -193,12 +193,19 @@ fn day_weight(index: usize, days: usize, day: NaiveDate) -> f64 {
     growth * if weekend { 0.6 } else { 1.0 }
 }
 
-/// Office hours are busier. Today's visits that would lie in the future are
-/// skipped, so today holds only its elapsed part.
+/// Office hours are busier. Today's visits are drawn over a whole day and
+/// squeezed into its elapsed part: the demo (and the tests reading it) then
+/// has live traffic today at any hour, not only after office hours begin.
 fn visit_start(rng: &mut StdRng, day: NaiveDate, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let hour = if rng.random_bool(0.7) { rng.random_range(8..20) } else { rng.random_range(0..24) };
     let at = day.and_hms_opt(hour, rng.random_range(0..60), rng.random_range(0..60))?.and_utc();
-    (at < now).then_some(at)
+    if day != now.date_naive() {
+        return (at < now).then_some(at);
+    }
+    let midnight = day.and_hms_opt(0, 0, 0)?.and_utc();
+    let elapsed = (now - midnight).num_milliseconds() as f64 / Duration::days(1).num_milliseconds() as f64;
+    let squeezed = midnight + Duration::milliseconds(((at - midnight).num_milliseconds() as f64 * elapsed) as i64);
+    (squeezed < now).then_some(squeezed)
 }
 
 struct SyntheticVisitor {
@@ -370,4 +377,22 @@ fn merge(mut base: Value, extra: Value) -> Value {
         b.extend(e);
     }
     base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn todays_visits_fall_in_its_elapsed_part_at_any_hour() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 4).expect("date");
+        let now = day.and_hms_opt(0, 30, 0).expect("time").and_utc();
+        let starts: Vec<_> = (0..1000).filter_map(|_| visit_start(&mut rng, day, now)).collect();
+        assert!(starts.len() > 990, "only {} of 1000 visits today at 00:30", starts.len());
+        assert!(starts.iter().all(|t| t.date_naive() == day && *t < now));
+        let yesterday = day.pred_opt().expect("date");
+        let past = (0..1000).filter_map(|_| visit_start(&mut rng, yesterday, now)).count();
+        assert_eq!(past, 1000, "a past day keeps every visit");
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use shared::SiteId;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -146,6 +146,15 @@ impl SiteDirectory {
         cache.insert(site, (status, filter.clone(), Instant::now()));
         Ok((status, filter))
     }
+}
+
+/// Takes the site's organisation row before a site's row is changed.
+/// Organisation-wide changes (deleting it, deleting the owner's account) lock
+/// the organisation and then its sites; a site change that took its own row
+/// first and the organisation's (the audit row's foreign key) after would
+/// deadlock with them. Same order, no deadlock: one simply waits.
+pub async fn lock_organization_of_site(db: &impl GenericClient, organization: uuid::Uuid) -> Result<(), tokio_postgres::Error> {
+    db.execute("SELECT 1 FROM organizations WHERE id = $1 FOR KEY SHARE", &[&organization]).await.map(drop)
 }
 
 /// A site as the dashboard API shows it.

@@ -305,3 +305,37 @@ async fn the_ingest_honours_allowed_hostnames_and_excluded_paths() {
     assert_eq!(send("https://example.com/admin/users", "custom").await, 202);
     assert_eq!(stored().await, 3, "allowed hosts count; a custom event on an excluded path counts too");
 }
+
+/// Deleting an organisation locks its row, then its sites; a site change
+/// that locked the site's row first and the organisation's after (its audit
+/// row's foreign key) deadlocked with it and answered 503 (schemathesis
+/// found it). Site changes now take the organisation first, so one waits.
+#[tokio::test]
+async fn a_site_change_racing_an_organisation_wide_change_waits_instead_of_deadlocking() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_up_verified("alice@example.com").await;
+    let org = alice.organization_id;
+    let id = site(&app, &alice, json!({"domain": "race.example.com"})).await["id"].as_str().unwrap_or_default().to_owned();
+    for (patch, delete) in [(true, false), (false, true)] {
+        let mut client = app.db.client().await;
+        let org_wide = client.transaction().await.unwrap();
+        org_wide.execute("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE", &[&org]).await.unwrap();
+        let a = app.as_user(&alice);
+        let site_change = async {
+            if patch {
+                a.patch(&format!("/api/sites/{id}"), json!({"name": "Race", "retention_days": 90})).await.expect(200);
+            }
+            if delete {
+                a.delete(&format!("/api/sites/{id}")).await.expect(204);
+            }
+        };
+        let organisation_change = async {
+            // Long enough for the site change to reach its first lock.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let touched = org_wide.execute("UPDATE sites SET active = active WHERE organization_id = $1", &[&org]).await;
+            org_wide.commit().await.map(|()| touched)
+        };
+        let ((), committed) = tokio::join!(site_change, organisation_change);
+        assert!(committed.is_ok(), "the organisation-wide change failed: {committed:?}");
+    }
+}

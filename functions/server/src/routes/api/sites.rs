@@ -368,6 +368,7 @@ async fn update_site(
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let site = access::site(&tx, &caller, &site_ref, Permission::EditSites).await?.site;
+    crate::sites::lock_organization_of_site(&tx, site.organization_id).await?;
     let timezone = match req.timezone.as_deref() {
         Some(tz) => Some(Timezone::lookup(&tx, tz).await?),
         None => None,
@@ -426,6 +427,7 @@ async fn delete_site(State(state): State<AppState>, caller: Caller, ApiPath(site
     let mut db = state.pool.get().await?;
     let tx = db.transaction().await?;
     let site = access::site(&tx, &caller, &site_ref, Permission::DeleteSites).await?.site;
+    crate::sites::lock_organization_of_site(&tx, site.organization_id).await?;
     tx.execute("UPDATE sites SET deleted_at = $2, active = false WHERE id = $1", &[&site.id, &now()]).await?;
     let (who, details) = actor(&caller);
     audit::record(&tx, Some(site.organization_id), who, Action::SiteDeleted, Some(&site.domain), with(details, serde_json::json!({"site": site.id}))).await?;

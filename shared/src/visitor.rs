@@ -46,7 +46,11 @@ impl fmt::Debug for Salt {
 #[error("a salt is 32 bytes, got {0}")]
 pub struct SaltLengthError(usize);
 
-/// The stored identity of a visitor: 64 bits of a SHA-256.
+/// The stored identity of a visitor: 64 bits of a SHA-256, whose lowest bit
+/// says the mode: 0 for memory mode's daily hash, 1 for storage mode's. A
+/// storage-mode hash is stable and names one device; the bit lets the
+/// database index only those (visitor requests look them up) and lets a
+/// reader tell them from daily hashes, which people behind one NAT share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct VisitorHash(i64);
@@ -69,7 +73,7 @@ impl VisitorHash {
             }
         }
         h.update(user_agent.as_bytes());
-        Self(first_64_bits(h))
+        Self(first_64_bits(h) & !STORAGE_MODE_BIT)
     }
 
     /// Storage mode: the SDK keeps a random visitor id on the device; we hash
@@ -79,7 +83,12 @@ impl VisitorHash {
         h.update(b"vid");
         h.update(site.as_uuid().as_bytes());
         h.update(visitor_id.as_bytes());
-        Self(first_64_bits(h))
+        Self(first_64_bits(h) | STORAGE_MODE_BIT)
+    }
+
+    /// Made by [`VisitorHash::from_visitor_id`]: stable across days.
+    pub const fn is_storage_mode(self) -> bool {
+        self.0 & STORAGE_MODE_BIT != 0
     }
 
     pub const fn from_i64(v: i64) -> Self {
@@ -118,6 +127,10 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The lowest bit of a [`VisitorHash`]: set in storage mode only. SQL that
+/// wants storage-mode hashes says `visitor_hash & 1 = 1` (V11's index).
+pub const STORAGE_MODE_BIT: i64 = 1;
+
 fn first_64_bits(h: Sha256) -> i64 {
     let digest = h.finalize();
     let mut first = [0u8; 8];
@@ -155,8 +168,21 @@ mod tests {
         input.extend_from_slice(&[198, 51, 100, 4]);
         input.extend_from_slice(UA.as_bytes());
         let digest = Sha256::digest(&input);
-        let expected = i64::from_be_bytes(digest[..8].try_into().unwrap());
+        let expected = i64::from_be_bytes(digest[..8].try_into().unwrap()) & !1;
         assert_eq!(VisitorHash::daily(&salt, site(9), ip, UA).as_i64(), expected);
+    }
+
+    #[test]
+    fn the_lowest_bit_tells_storage_mode_from_memory_mode() {
+        let salt = Salt::from_bytes([3; 32]);
+        for n in 0..64u8 {
+            let ip = IpAddr::from([198, 51, 100, n]);
+            assert!(!VisitorHash::daily(&salt, site(1), ip, UA).is_storage_mode());
+            let vid = format!("visitor-id-{n:05}");
+            let stored = VisitorHash::from_visitor_id(site(1), &vid);
+            assert!(stored.is_storage_mode());
+            assert_eq!(stored.as_i64() & STORAGE_MODE_BIT, 1);
+        }
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //!   device): every event whose visitor hash is `VisitorHash::from_visitor_id(site, vid)`.
 //! - `user_id` / `email` (identify()): the identify events that match, and
 //!   every event of the sessions `(site_id, session_hash)` they belong to
-//!   that shares an identify event's visitor hash or lies on its UTC day or
-//!   a day either side (see [`store`]; a session is one page load in memory mode, one
-//!   tab in storage mode).
-//!   Not widened to their visitor hash: a row does not say whether its hash
-//!   is a storage-mode id's or a memory-mode daily hash, and a daily hash is
-//!   shared by everyone behind one NAT with the same browser, so widening
-//!   could export or erase other people. A visitor in storage mode who also
-//!   wants the rest of their history asks with their `visitor_id` as well.
+//!   that shares an identify event's storage-mode visitor hash or lies on its
+//!   UTC day or a day either side (see [`store`]; a session is one page load
+//!   in memory mode, one tab in storage mode).
+//!   Not widened to their visitor hash: a memory-mode daily hash is shared by
+//!   everyone behind one NAT with the same browser, and a storage-mode hash
+//!   names a device, which may be shared too; widening could export or erase
+//!   other people. A visitor in storage mode who also wants the rest of their
+//!   history asks with their `visitor_id` as well.
 //! - Memory mode (the default) keeps nothing that identifies a person: no IP
 //!   address, no cookie, a hash salted with a salt destroyed after its day.
 //!   A request by IP address, or with no key, is answered 422 saying so.

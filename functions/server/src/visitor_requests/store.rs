@@ -22,16 +22,18 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
     // (a memory-mode daily hash is shared behind one NAT). There is no index
     // on session_hash (it would cost every event, README "Visitor requests"):
     // a session's events are found among those sharing an identify event's
-    // visitor hash (same device, same day in memory mode; a storage-mode
-    // tab of any length) and, for a hash that changed mid-session (a new
-    // address, midnight UTC), among the events of the identify's UTC day and
-    // the days either side, read through the primary key.
+    // storage-mode visitor hash (a tab of any length; V11's partial index
+    // holds only those, `visitor_hash & 1 = 1`) and among the events of the
+    // identify's UTC day and the days either side, read through the primary
+    // key (a memory-mode session, one page load, and one whose hash changed
+    // mid-session: a new address, midnight UTC).
     let sessions_of = |column: &str| {
         format!(
             "WITH anchors AS (SELECT ts, visitor_hash, session_hash FROM events WHERE site_id = $1 AND {column} = $2),
                   days AS (SELECT DISTINCT date_trunc('day', ts AT TIME ZONE 'UTC') AS d FROM anchors)
              SELECT e.ts, e.id, e.session_hash FROM events e
-             WHERE e.site_id = $1 AND e.visitor_hash IN (SELECT visitor_hash FROM anchors)
+             WHERE e.site_id = $1 AND e.visitor_hash & 1 = 1
+               AND e.visitor_hash IN (SELECT visitor_hash FROM anchors WHERE visitor_hash & 1 = 1)
                AND e.session_hash IN (SELECT session_hash FROM anchors)
              UNION
              -- LATERAL, so each day is a primary-key range (a plain join let
@@ -50,7 +52,8 @@ async fn collect(tx: &Transaction<'_>, lookup: &LookupKey, site: SiteId, key: &V
         }
         VisitorKey::StorageVisitorId(vid) => {
             hash = VisitorKey::visitor_hash(site, vid).as_i64();
-            ("SELECT e.ts, e.id, e.session_hash FROM events e WHERE e.site_id = $1 AND e.visitor_hash = $2".to_owned(), &hash)
+            ("SELECT e.ts, e.id, e.session_hash FROM events e WHERE e.site_id = $1 AND e.visitor_hash = $2 AND e.visitor_hash & 1 = 1"
+                .to_owned(), &hash)
         }
     };
     tx.execute(&format!("CREATE TEMP TABLE vr_matched ON COMMIT DROP AS {select}"), &[&site_id, value]).await?;

@@ -45,13 +45,14 @@ function freePort() {
   });
 }
 
-/// Storage mode's visitor hash, as shared/src/visitor.rs computes it.
+/// Storage mode's visitor hash, as shared/src/visitor.rs computes it: the
+/// first 64 bits of the SHA-256, lowest bit set (the storage-mode mark).
 export function storageVisitorHash(siteId, vid) {
   const h = createHash("sha256");
   h.update("vid");
   h.update(Buffer.from(siteId.replace(/-/g, ""), "hex"));
   h.update(vid);
-  return BigInt.asIntN(64, h.digest().readBigUInt64BE(0)).toString();
+  return BigInt.asIntN(64, h.digest().readBigUInt64BE(0) | 1n).toString();
 }
 
 export async function start() {

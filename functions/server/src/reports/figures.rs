@@ -65,10 +65,6 @@ pub fn request(site: &StatsSite, period: Period, metrics: &[&str], dimensions: &
     serde_json::from_value(body).unwrap_or_else(|e| unreachable!("a report query is a valid request: {e}"))
 }
 
-async fn ask(pool: &Pool, site: &StatsSite, request: QueryRequest, now: DateTime<Utc>) -> Result<QueryResponse, StatsError> {
-    stats::query(pool, site, request, now).await
-}
-
 fn int(v: Option<&Value>) -> i64 {
     v.and_then(Value::as_i64).unwrap_or(0)
 }
@@ -90,8 +86,8 @@ pub async fn report(pool: &Pool, site: &StatsSite, period: Period, now: DateTime
     let previous = period.previous();
     // Two plain queries, not `previous_period`: the month before a month is a
     // calendar month, not the same number of days.
-    let current = ask(pool, site, request(site, period, &names, &[], None), now).await?;
-    let before = ask(pool, site, request(site, previous, &names, &[], None), now).await?;
+    let current = stats::query(pool, site, request(site, period, &names, &[], None), now).await?;
+    let before = stats::query(pool, site, request(site, previous, &names, &[], None), now).await?;
     let totals = |a: &QueryResponse| a.results.first().map(|r| r.metrics.clone()).unwrap_or_default();
     let (now_values, before_values) = (totals(&current), totals(&before));
     let figures = HEADLINE
@@ -103,10 +99,10 @@ pub async fn report(pool: &Pool, site: &StatsSite, period: Period, now: DateTime
             Figure { metric: m.name(), change: change(*m, &value, &previous), value, previous }
         })
         .collect();
-    let pages = ask(pool, site, request(site, period, &["visitors", "pageviews"], &["event:page"], Some(TOP_ROWS)), now).await?;
-    let sources = ask(pool, site, request(site, period, &["visitors"], &["visit:source"], Some(TOP_ROWS)), now).await?;
-    let goals = ask(pool, site, request(site, period, &["visitors", "events"], &["event:goal"], Some(TOP_ROWS)), now).await?;
-    let days = ask(pool, site, request(site, period, &["visitors"], &["time:day"], None), now).await?;
+    let pages = stats::query(pool, site, request(site, period, &["visitors", "pageviews"], &["event:page"], Some(TOP_ROWS)), now).await?;
+    let sources = stats::query(pool, site, request(site, period, &["visitors"], &["visit:source"], Some(TOP_ROWS)), now).await?;
+    let goals = stats::query(pool, site, request(site, period, &["visitors", "events"], &["event:goal"], Some(TOP_ROWS)), now).await?;
+    let days = stats::query(pool, site, request(site, period, &["visitors"], &["time:day"], None), now).await?;
     let by_day: std::collections::HashMap<&str, i64> =
         days.results.iter().filter_map(|r| Some((r.dimensions.first()?.as_str(), int(r.metrics.first())))).collect();
     let labels = days.meta.time_labels.clone().unwrap_or_default();

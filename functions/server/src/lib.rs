@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod mail;
 pub mod notices;
 pub mod oauth;
+pub mod plausible;
 pub mod reports;
 pub mod retention;
 pub mod rollup;

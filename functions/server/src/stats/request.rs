@@ -54,6 +54,10 @@ pub struct Include {
     pub time_labels: bool,
     #[serde(default)]
     pub total_rows: bool,
+    /// Plausible's `include.imports`: add data imported from other tools
+    /// (never mixed into raw events; see `imports`).
+    #[serde(default)]
+    pub imports: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -469,6 +473,7 @@ pub struct Query {
     pub compare_previous: bool,
     pub time_labels: bool,
     pub total_rows: bool,
+    pub with_imported: bool,
     pub limit: u64,
     pub offset: u64,
 }
@@ -501,6 +506,7 @@ impl Query {
             compare_previous,
             time_labels: request.include.time_labels,
             total_rows: request.include.total_rows,
+            with_imported: request.include.imports,
             limit,
             offset,
         })

@@ -1,0 +1,1 @@
+//! Plausible's Events API (`POST /api/event`): its payload parsed onto our beacon.

@@ -52,6 +52,7 @@ impl Endpoint {
 #[into_params(parameter_in = Query)]
 pub struct Params {
     /// The site's domain (as Plausible names it), or its id.
+    #[param(example = "demo.engagetrack.test")]
     pub site_id: Option<String>,
     /// `day`, `7d`, `30d` (default), `month`, `6mo`, `12mo` or `custom`.
     pub period: Option<String>,
@@ -84,6 +85,7 @@ pub struct Params {
 #[into_params(parameter_in = Query)]
 pub struct RealtimeParams {
     /// The site's domain (as Plausible names it), or its id.
+    #[param(example = "demo.engagetrack.test")]
     pub site_id: Option<String>,
 }
 

@@ -49,7 +49,7 @@ async fn run(state: AppState, caller: Caller, endpoint: Endpoint, params: Params
 
 /// Visitors with an event in the last 5 minutes: a bare integer, as Plausible answers.
 #[utoipa::path(get, path = "/api/v1/stats/realtime/visitors", tag = "stats", params(RealtimeParams),
-    responses((status = 200, body = i64, description = "the number of current visitors"),
+    responses((status = 200, body = i64, content_type = "application/json", description = "the number of current visitors, a bare JSON integer"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn realtime_visitors(
     State(state): State<AppState>,

@@ -222,9 +222,20 @@ async fn aggregate_timeseries_and_breakdown_answer_plausibles_shapes() {
     );
 
     // A current visitor: a bare integer.
-    send(&s.app, s.site, Utc::now() - Duration::minutes(1), "192.0.2.9", "/now", json!({})).await;
+    send(&s.app, s.site, Utc::now() - Duration::seconds(5), "192.0.2.9", "/now", json!({})).await;
     let now = s.api().get(&format!("/api/v1/stats/realtime/visitors?site_id={SITE}")).await.expect(200);
     assert_eq!(now, json!(1));
+
+    // `day` is today in the site's timezone: at any hour one of these two is on another date than UTC.
+    let db = s.app.db.client().await;
+    for tz in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        db.execute("UPDATE sites SET timezone = $2 WHERE id = $1", &[s.site.as_uuid(), &tz]).await.unwrap();
+        let local: NaiveDate = db.query_one("SELECT (now() AT TIME ZONE $1)::date", &[&tz]).await.unwrap().get(0);
+        assert_eq!(s.v1("aggregate", "period=day").await, json!({"results": {"visitors": {"value": 1}}}), "{tz}");
+        let hours = s.v1("timeseries", "period=day").await;
+        assert_eq!(hours["results"][0]["date"], json!(format!("{local} 00:00:00")), "{tz}");
+        assert_eq!(hours["results"].as_array().unwrap().len(), 24, "{tz}");
+    }
 }
 
 #[tokio::test]

@@ -108,6 +108,10 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("GET", "/api/sites/{site_id}/export.csv", Site(ViewStats)),
     ("POST", "/api/shared/{slug}/query", Public),
     ("GET", "/api/shared/{slug}/realtime", Public),
+    ("GET", "/api/v1/stats/realtime/visitors", Site(ViewStats)),
+    ("GET", "/api/v1/stats/aggregate", Site(ViewStats)),
+    ("GET", "/api/v1/stats/timeseries", Site(ViewStats)),
+    ("GET", "/api/v1/stats/breakdown", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/mail-settings", SitePeople(ViewStats)),
     ("PUT", "/api/sites/{site_id}/mail-settings", SitePeople(ViewStats)),
     ("GET", "/api/unsubscribe", Public),
@@ -289,7 +293,13 @@ fn fill(path: &str, w: &World) -> String {
         };
         out.push(v);
     }
-    out.join("/")
+    let path = out.join("/");
+    // Plausible's Stats API v1 names the site in the query string.
+    match path.strip_prefix("/api/v1/stats/") {
+        Some("breakdown") => format!("{path}?site_id={}&property=visit:source", w.site),
+        Some(_) => format!("{path}?site_id={}", w.site),
+        None => path,
+    }
 }
 
 /// A valid body for the operation, so that what answers is the access

@@ -27,6 +27,7 @@ mod sites;
 mod soak;
 mod stats;
 mod stats_http;
+mod stats_v1;
 mod storage;
 mod teams;
 mod visitor_requests;

@@ -105,7 +105,7 @@ async fn add_goals(app: &TestApp, site: SiteId) {
 static EVENT_NO: AtomicU64 = AtomicU64::new(1);
 
 /// One event through the real ingest code (parse, anonymise, COPY).
-async fn send(app: &TestApp, site: SiteId, at: DateTime<Utc>, ip: &str, path: &str, extra: Value) {
+pub(crate) async fn send(app: &TestApp, site: SiteId, at: DateTime<Utc>, ip: &str, path: &str, extra: Value) {
     let mut body = json!({"site": site.to_string(), "type": "pageview", "url": format!("https://example.com{path}"), "sid": format!("session-{}", ip.replace('.', "-"))});
     if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
         b.extend(e);

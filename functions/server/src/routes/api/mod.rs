@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod organizations;
 pub mod sites;
 pub mod stats;
+pub mod stats_v1;
 pub mod visitor_requests;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(organizations::router())
         .merge(sites::router())
         .merge(stats::router())
+        .merge(stats_v1::router())
         .merge(billing::router())
         .merge(mail::router())
         .merge(notices::router())

@@ -26,6 +26,8 @@ pub enum StatsError {
     InvalidOrderBy(String),
     #[error("invalid pagination: {0}")]
     InvalidPagination(String),
+    #[error("invalid funnel: {0}")]
+    InvalidFunnel(String),
     #[error("invalid include: {0}")]
     InvalidInclude(String),
     #[error("the site's timezone `{0}` is not known to the database")]

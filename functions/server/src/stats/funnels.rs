@@ -71,7 +71,10 @@ pub enum Step {
 impl Step {
     fn parse(index: usize, value: &Value) -> Result<Self, StatsError> {
         let bad = |why: &str| StatsError::InvalidFunnel(format!("step {}: {why}, not {value}", index + 1));
-        let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(|| bad("a step is one of {\"page\": …}, {\"goal\": …}, {\"event\": …}"))?;
+        let object = value
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .ok_or_else(|| bad("a step is one of {\"page\": …}, {\"goal\": …}, {\"event\": …}"))?;
         let (kind, text) = object.iter().next().ok_or_else(|| bad("a step is an object with one key"))?;
         let text = text.as_str().filter(|t| !t.trim().is_empty() && t.len() <= MAX_STEP_LEN);
         let text = text.ok_or_else(|| bad(&format!("`{kind}` takes a non-empty string of at most {MAX_STEP_LEN} bytes")))?.to_owned();
@@ -219,7 +222,8 @@ pub fn shape(steps: &[Step], reached: &[(i64, i64)]) -> Vec<StepResult> {
 
 /// Whether event `ev` completes the step; values go in as parameters.
 fn step_sql(step: &Step, goals: &Goals, params: &mut Params) -> Result<String, StatsError> {
-    let page = |like: String, params: &mut Params| format!("ev.event_type = 'pageview' AND ev.pathname LIKE {}", params.push(like, "::text"));
+    let page =
+        |like: String, params: &mut Params| format!("ev.event_type = 'pageview' AND ev.pathname LIKE {}", params.push(like, "::text"));
     let event = |name: String, params: &mut Params| format!("ev.event_type IN {INTERACTIVE} AND ev.name = {}", params.push(name, "::text"));
     Ok(match step {
         Step::Page(p) => page(like_pattern(p), params),
@@ -240,7 +244,13 @@ fn step_sql(step: &Step, goals: &Goals, params: &mut Params) -> Result<String, S
 /// numbered in order; per visit the positions matching each step; the
 /// earliest position of step k after step k-1's, chained through lateral
 /// joins; then visits and visitors with each step reached.
-pub fn funnel_sql(site: &StatsSite, f: &Funnel, goals: &Goals, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(String, Params), StatsError> {
+pub fn funnel_sql(
+    site: &StatsSite,
+    f: &Funnel,
+    goals: &Goals,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(String, Params), StatsError> {
     let named = f.filters.iter().flat_map(Filter::conditions).filter(|c| *c.1 == Dimension::Goal).flat_map(|c| c.2.iter());
     if let Some(name) = named.into_iter().find(|name| goals.by_name(name).is_none()) {
         return Err(StatsError::InvalidFilter(format!("the site has no goal named `{name}`")));

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use engagetrack_server::cache::{self, CacheStore, InProcessStore};
 use engagetrack_server::rollup;
-use engagetrack_server::stats::{self, QueryRequest, StatsSite};
+use engagetrack_server::stats::{self, FunnelRequest, QueryRequest, StatsSite};
 use engagetrack_tests::TestApp;
 use serde_json::{Value, json};
 use shared::SiteId;
@@ -80,7 +80,41 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(f64::NAN)
 }
 
-pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyhow::Result<()> {
+/// The funnels timed: three steps over the whole 30 days, unfiltered and
+/// with a visit filter (which adds the visits relation to the statement).
+fn funnels(site: SiteId) -> Vec<(&'static str, Value)> {
+    let steps = json!([{"page": "/p1*"}, {"page": "/p2*"}, {"goal": "Signup"}]);
+    vec![
+        ("funnel", json!({"site_id": site.to_string(), "date_range": "30d", "steps": steps})),
+        ("funnel_filtered", json!({"site_id": site.to_string(), "date_range": "30d", "steps": steps, "filters": [["is", "visit:country", ["DE"]]]})),
+        ("funnel_7d", json!({"site_id": site.to_string(), "date_range": "7d", "steps": steps})),
+    ]
+}
+
+/// Median and p95 of each funnel over raw events, printed as JSON.
+async fn time_funnels(app: &TestApp, target: &StatsSite, events: i64, runs: usize) -> anyhow::Result<()> {
+    let mut out = serde_json::Map::new();
+    for (name, body) in funnels(target.id) {
+        let request: FunnelRequest = serde_json::from_value(body)?;
+        let mut times = Vec::with_capacity(runs);
+        let mut answer = Value::Null;
+        // One warm-up run fills the buffer cache.
+        for run in 0..runs + 1 {
+            let one = Instant::now();
+            let resp = stats::funnel(&app.state.pool, target, request.clone(), Utc::now()).await?;
+            if run > 0 {
+                times.push(one.elapsed().as_secs_f64() * 1000.0);
+            }
+            answer = json!(resp.steps.iter().map(|s| s.visits).collect::<Vec<_>>());
+        }
+        times.sort_by(f64::total_cmp);
+        out.insert(name.to_owned(), json!({"median_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "visits_per_step": answer}));
+    }
+    println!("{}", json!({"bench": "stats_funnels", "events": events, "runs": runs, "queries": out}));
+    Ok(())
+}
+
+pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize, funnel_runs: usize, funnels_only: bool) -> anyhow::Result<()> {
     let client = app.db.client().await;
     client
         .execute(
@@ -105,6 +139,12 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
     }
     client.batch_execute("VACUUM ANALYZE events").await?;
     let seeded = started.elapsed().as_secs_f64();
+    let target = StatsSite { id: site, timezone: "UTC".into() };
+    if funnels_only {
+        let stored: i64 = client.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
+        println!("{}", json!({"bench": "stats_seed", "events": stored, "seed_seconds": seeded}));
+        return time_funnels(app, &target, stored, funnel_runs).await;
+    }
     let started = Instant::now();
     for back in 1..=DAYS {
         rollup::rollup_day(&app.state.pool, site, today - Duration::days(back)).await?;
@@ -112,7 +152,6 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
     client.batch_execute("VACUUM ANALYZE daily_rollups").await?;
     let rolled = started.elapsed().as_secs_f64();
 
-    let target = StatsSite { id: site, timezone: "UTC".into() };
     let requests: Vec<(&str, QueryRequest)> =
         dashboard(site).into_iter().map(|(n, b)| Ok((n, serde_json::from_value(b)?))).collect::<anyhow::Result<_>>()?;
     let mut sets = Vec::with_capacity(runs);
@@ -147,7 +186,8 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
         json!({"bench": "stats", "events": stored, "days": DAYS, "seed_seconds": seeded, "rollup_seconds": rolled, "runs": runs,
                "set_median_ms": percentile(&sets, 0.5), "set_p95_ms": percentile(&sets, 0.95), "queries": queries})
     );
-    cached(app, &target, &requests, runs).await
+    cached(app, &target, &requests, runs).await?;
+    time_funnels(app, &target, stored, funnel_runs).await
 }
 
 /// The same set through the cache ([`cache::stats_query`]): no cache (the

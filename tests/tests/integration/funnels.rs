@@ -389,16 +389,7 @@ async fn the_funnel_endpoint_answers_members_and_keys_and_refuses_bad_funnels() 
     assert_eq!(over_http, serde_json::to_value(&direct).unwrap());
     assert!(direct.steps[0].visits > 0);
 
-    let key = format!("etk_{}", Uuid::new_v4().simple());
-    app.db
-        .client()
-        .await
-        .execute(
-            "INSERT INTO api_keys (id, organization_id, name, prefix, key_hash, scopes) VALUES ($1, $2, 'test', 'etk_test', $3, $4)",
-            &[&Uuid::new_v4(), &owner.organization_id, &engagetrack_server::auth::opaque::hash(&key), &vec!["stats:read".to_owned()]],
-        )
-        .await
-        .unwrap();
+    let key = crate::stats_http::key_with(&app, owner.organization_id, &["stats:read"]).await;
     assert_eq!(app.with_bearer(&key).post("/api/v2/funnel", body.clone()).await.expect(200)["steps"], over_http["steps"]);
     app.anonymous().post("/api/v2/funnel", body.clone()).await.expect(401);
     app.as_user(&outsider).post("/api/v2/funnel", body.clone()).await.expect_error(404, "site not found");

@@ -14,7 +14,7 @@ async fn demo_org(app: &TestApp) -> Uuid {
     app.db.client().await.query_one("SELECT organization_id FROM sites WHERE domain = $1", &[&DEMO_DOMAIN]).await.unwrap().get(0)
 }
 
-async fn key_with(app: &TestApp, org: Uuid, scopes: &[&str]) -> String {
+pub(crate) async fn key_with(app: &TestApp, org: Uuid, scopes: &[&str]) -> String {
     let token = format!("etk_{}", Uuid::new_v4().simple());
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     app.db

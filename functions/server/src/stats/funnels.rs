@@ -27,11 +27,12 @@ use super::filters::{Params, filters_sql};
 use super::goals::{Goals, like_pattern};
 use super::request::{DateRange, Dimension, Filter};
 use super::response::round;
-use super::sessions::{INTERACTIVE, session_events_sql, sessions_sql};
+use super::sessions::{INTERACTIVE, session_events_of_sql, sessions_sql};
 
 pub const MIN_STEPS: usize = 2;
 pub const MAX_STEPS: usize = 8;
 const MAX_STEP_LEN: usize = 2_000;
+const WORK_MEM: &str = "SET LOCAL work_mem = '64MB'";
 
 /// What `meta.imports` says: funnels never include imported data.
 pub const IMPORTS_NOTE: &str = "not included: imported data has no order of events within a visit, so funnels read raw events only";
@@ -159,6 +160,8 @@ pub async fn funnel(pool: &Pool, site: &StatsSite, request: FunnelRequest, now: 
     let f = Funnel::parse(&request)?;
     let mut client = pool.get().await?;
     let tx = bounded_read(&mut client).await?;
+    // A funnel sorts the range's events by visitor; in memory rather than in temporary files.
+    tx.batch_execute(WORK_MEM).await?;
     let answer = answer(&tx, site, &request, &f, now).await;
     // Read-only: ending it either way changes nothing.
     let _ = tx.rollback().await;
@@ -220,11 +223,12 @@ pub fn shape(steps: &[Step], reached: &[(i64, i64)]) -> Vec<StepResult> {
         .collect()
 }
 
-/// Whether event `ev` completes the step; values go in as parameters.
-fn step_sql(step: &Step, goals: &Goals, params: &mut Params) -> Result<String, StatsError> {
+/// Whether event `ev` (or another alias) completes the step; values go in as parameters.
+fn step_sql(step: &Step, goals: &Goals, ev: &str, params: &mut Params) -> Result<String, StatsError> {
     let page =
-        |like: String, params: &mut Params| format!("ev.event_type = 'pageview' AND ev.pathname LIKE {}", params.push(like, "::text"));
-    let event = |name: String, params: &mut Params| format!("ev.event_type IN {INTERACTIVE} AND ev.name = {}", params.push(name, "::text"));
+        |like: String, params: &mut Params| format!("{ev}.event_type = 'pageview' AND {ev}.pathname LIKE {}", params.push(like, "::text"));
+    let event =
+        |name: String, params: &mut Params| format!("{ev}.event_type IN {INTERACTIVE} AND {ev}.name = {}", params.push(name, "::text"));
     Ok(match step {
         Step::Page(p) => page(like_pattern(p), params),
         Step::Event(e) => event(e.clone(), params),
@@ -258,7 +262,14 @@ pub fn funnel_sql(
     let mut params = Params::default();
     let site_p = params.push(*site.id.as_uuid(), "::uuid");
     let (start, end) = (params.push(start, "::timestamptz"), params.push(end, "::timestamptz"));
-    let matches = f.steps.iter().map(|s| step_sql(s, goals, &mut params)).collect::<Result<Vec<_>, _>>()?;
+    let matches = f.steps.iter().map(|s| step_sql(s, goals, "ev", &mut params)).collect::<Result<Vec<_>, _>>()?;
+    // Only visitor-days with an event of step 1 can enter: the others are
+    // dropped before their sessions are made (most of a site's, usually).
+    let entering = step_sql(&f.steps[0], goals, "x", &mut params)?;
+    let visitor_days = format!(
+        "((e.ts AT TIME ZONE 'UTC')::date, e.visitor_hash) IN (SELECT (x.ts AT TIME ZONE 'UTC')::date, x.visitor_hash FROM events x
+           WHERE x.site_id = {site_p} AND x.ts >= {start} AND x.ts < {end} AND {entering})"
+    );
     let filter = filters_sql(&f.filters, goals, &mut params);
     let n = matches.len();
     let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
@@ -288,7 +299,8 @@ pub fn funnel_sql(
         "WITH ev AS ({events}){sessions},
          sel AS (
             SELECT ev.uday, ev.visitor_hash, ev.session_no,
-                   row_number() OVER (PARTITION BY ev.uday, ev.visitor_hash, ev.session_no ORDER BY ev.ts, ev.id) AS pos{flags}
+                   -- Numbered per visitor-day, in the order sessions were made in (no new sort); within a visit that is its order.
+                   row_number() OVER (PARTITION BY ev.uday, ev.bucket, ev.visitor_hash ORDER BY ev.ts, ev.id) AS pos{flags}
             FROM ev ev {join}
             WHERE ({filter}) AND ({any})),
          visits AS (
@@ -296,7 +308,7 @@ pub fn funnel_sql(
          reached AS (
             SELECT v.uday, v.visitor_hash{reached} FROM visits v{chain})
          SELECT {counts} FROM reached",
-        events = session_events_sql(&site_p, &start, &end, "''::text"),
+        events = session_events_of_sql(&site_p, &start, &end, "''::text", &visitor_days),
     );
     Ok((sql, params))
 }
@@ -367,7 +379,7 @@ mod tests {
         let f = with_steps(json!([{"page": evil}, {"event": evil}])).unwrap();
         let (sql, params) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()).unwrap();
         assert!(!sql.contains("DROP"), "{sql}");
-        assert_eq!(params.refs().len(), 5);
+        assert_eq!(params.refs().len(), 6, "site, range, two steps, step 1 again for the visitor-days");
         assert!(sql.contains("WHERE u.p > r0.p"), "{sql}");
         let f = with_steps(json!([{"page": "/"}, {"goal": "Nope"}])).unwrap();
         let Err(e) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()) else { panic!("an unknown goal is refused") };

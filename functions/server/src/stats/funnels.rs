@@ -32,7 +32,11 @@ use super::sessions::{INTERACTIVE, session_events_of_sql, sessions_sql};
 pub const MIN_STEPS: usize = 2;
 pub const MAX_STEPS: usize = 8;
 const MAX_STEP_LEN: usize = 2_000;
-const WORK_MEM: &str = "SET LOCAL work_mem = '64MB'";
+/// The funnel's statement sorts the range's events by visitor: in memory rather
+/// than in temporary files; and its one join (events to the visitor-days that
+/// enter) hashed, since a nested loop there is quadratic when the table's
+/// statistics underestimate it (a fresh table, today's rows).
+const PLANNER: &str = "SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = off";
 
 /// What `meta.imports` says: funnels never include imported data.
 pub const IMPORTS_NOTE: &str = "not included: imported data has no order of events within a visit, so funnels read raw events only";
@@ -160,8 +164,7 @@ pub async fn funnel(pool: &Pool, site: &StatsSite, request: FunnelRequest, now: 
     let f = Funnel::parse(&request)?;
     let mut client = pool.get().await?;
     let tx = bounded_read(&mut client).await?;
-    // A funnel sorts the range's events by visitor; in memory rather than in temporary files.
-    tx.batch_execute(WORK_MEM).await?;
+    tx.batch_execute(PLANNER).await?;
     let answer = answer(&tx, site, &request, &f, now).await;
     // Read-only: ending it either way changes nothing.
     let _ = tx.rollback().await;
@@ -246,8 +249,8 @@ fn step_sql(step: &Step, goals: &Goals, ev: &str, params: &mut Params) -> Result
 
 /// The one statement: each visit's selected events that match any step,
 /// numbered in order; per visit the positions matching each step; the
-/// earliest position of step k after step k-1's, chained through lateral
-/// joins; then visits and visitors with each step reached.
+/// earliest position of step k after step k-1's, stage by stage; then
+/// visits and visitors with each step reached.
 pub fn funnel_sql(
     site: &StatsSite,
     f: &Funnel,
@@ -275,13 +278,15 @@ pub fn funnel_sql(
     let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
     let any = matches.iter().map(|m| format!("({m})")).collect::<Vec<_>>().join(" OR ");
     let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
-    let chain: String = (0..n)
+    // One stage per step, each a scalar subquery over the arrays: no joins, so
+    // nothing for the planner to misjudge on a small or fresh table.
+    let stages: String = (0..n)
         .map(|k| {
-            let after = if k == 0 { String::new() } else { format!(" WHERE u.p > r{}.p", k - 1) };
-            format!("\n CROSS JOIN LATERAL (SELECT min(u.p) AS p FROM unnest(v.a{k}) AS u(p){after}) r{k}")
+            let (from, after) =
+                if k == 0 { ("visits".to_owned(), String::new()) } else { (format!("r{}", k - 1), format!(" WHERE u.p > v.r{}", k - 1)) };
+            format!(",\n r{k} AS (SELECT v.*, (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k} FROM {from} v)")
         })
         .collect();
-    let reached: String = (0..n).map(|k| format!(", r{k}.p AS r{k}")).collect();
     let counts = (0..n)
         .map(|k| format!("count(DISTINCT (uday, visitor_hash)) FILTER (WHERE r{k} IS NOT NULL)::bigint, count(r{k})::bigint"))
         .collect::<Vec<_>>()
@@ -304,10 +309,9 @@ pub fn funnel_sql(
             FROM ev ev {join}
             WHERE ({filter}) AND ({any})),
          visits AS (
-            SELECT uday, visitor_hash{arrays} FROM sel GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)),
-         reached AS (
-            SELECT v.uday, v.visitor_hash{reached} FROM visits v{chain})
-         SELECT {counts} FROM reached",
+            SELECT uday, visitor_hash{arrays} FROM sel GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)){stages}
+         SELECT {counts} FROM r{last}",
+        last = n - 1,
         events = session_events_of_sql(&site_p, &start, &end, "''::text", &visitor_days),
     );
     Ok((sql, params))
@@ -380,7 +384,7 @@ mod tests {
         let (sql, params) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()).unwrap();
         assert!(!sql.contains("DROP"), "{sql}");
         assert_eq!(params.refs().len(), 6, "site, range, two steps, step 1 again for the visitor-days");
-        assert!(sql.contains("WHERE u.p > r0.p"), "{sql}");
+        assert!(sql.contains("WHERE u.p > v.r0) AS r1 FROM r0 v"), "{sql}");
         let f = with_steps(json!([{"page": "/"}, {"goal": "Nope"}])).unwrap();
         let Err(e) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()) else { panic!("an unknown goal is refused") };
         assert!(e.to_string().contains("no goal named `Nope`"), "{e}");

@@ -86,7 +86,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn funnels(site: SiteId) -> Vec<(&'static str, Value)> {
     let broad = json!([{"page": "/p1*"}, {"page": "/p*"}, {"goal": "Signup"}]);
     let narrow = json!([{"page": "/p17"}, {"page": "/p*"}, {"goal": "Signup"}]);
-    let body = |range: &str, steps: &Value, filters: Value| json!({"site_id": site.to_string(), "date_range": range, "steps": steps, "filters": filters});
+    let body = |range: &str, steps: &Value, filters: Value| {
+        json!({"site_id": site.to_string(), "date_range": range, "steps": steps, "filters": filters})
+    };
     vec![
         ("funnel_30d_broad", body("30d", &broad, json!([]))),
         ("funnel_7d_broad", body("7d", &broad, json!([]))),
@@ -116,7 +118,8 @@ async fn time_funnels(app: &TestApp, target: &StatsSite, events: i64, runs: usiz
             }
         }
         times.sort_by(f64::total_cmp);
-        out.insert(name.to_owned(), json!({"median_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "visits_per_step": answer, "error": error}));
+        let figures = json!({"median_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "visits_per_step": answer, "error": error});
+        out.insert(name.to_owned(), figures);
     }
     println!("{}", json!({"bench": "stats_funnels", "events": events, "runs": runs, "queries": out}));
     Ok(())

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio_postgres::error::SqlState;
 
 use super::engine::{StatsSite, bounded_read, pg_error, resolve_range};
 use super::error::StatsError;
@@ -182,7 +183,10 @@ async fn answer(
     let goals = Goals::load(tx, site.id).await?;
     let range = resolve_range(tx, site, &f.date_range, now).await?;
     let (sql, params) = funnel_sql(site, f, &goals, range.start, range.end)?;
-    let row = tx.query_one(&sql, &params.refs()).await.map_err(pg_error)?;
+    let row = tx.query_one(&sql, &params.refs()).await.map_err(|e| match e.code() {
+        Some(&SqlState::QUERY_CANCELED) => StatsError::FunnelTooSlow,
+        _ => pg_error(e),
+    })?;
     let reached: Vec<(i64, i64)> = (0..f.steps.len()).map(|k| (row.get(2 * k), row.get(2 * k + 1))).collect();
     let steps = shape(&f.steps, &reached);
     let first = reached.first().map_or(0, |r| r.1);

@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, query } from "./api.js";
 import { Sparkline, Timeseries, WorldMap } from "./charts.jsx";
+import { Funnels } from "./funnels.jsx";
 import { countryName, flag, METRIC_LABELS, metricValue, number } from "./format.js";
 import { href, navigate } from "./router.js";
 import { Loaded, Notice, Tabs, useLoad } from "./ui.jsx";
@@ -140,6 +141,7 @@ export function Dashboard({ site, params, q = query, basePath, shared = false })
         <Locations {...panel({})} />
         <Panel {...panel({ title: "Devices", tabs: [["visit:browser", "Browsers"], ["visit:os", "Operating systems"], ["visit:device", "Devices"], ["visit:screen", "Screen sizes"]], metrics: ["visitors", "visit_duration"] })} />
         <Panel {...panel({ title: "Goals", tabs: [["event:goal", "Goals"], ["event:name", "Custom events"]], metrics: { "event:goal": ["visitors", "events", "conversion_rate"], "event:name": ["visitors", "events"] }, empty: "No conversions in this range. Add goals in the site's settings." })} />
+        {!shared && <Funnels site={site} base={base} dep={key} />}
         {!shared && <Properties {...panel({ site })} />}
         <Panel {...panel({ title: "Revenue", tabs: [["event:goal", "By goal"]], metrics: ["events", "total_revenue", "average_revenue"], keep: (r) => r.metrics[1] && Object.keys(r.metrics[1]).length > 0, empty: "No revenue in this range." })} />
         <Panel {...panel({ title: "Engagement", tabs: [["event:page", "Time and scroll per page"]], metrics: ["visitors", "time_on_page", "scroll_depth"] })} />

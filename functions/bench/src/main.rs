@@ -48,6 +48,12 @@ enum Command {
         events: u64,
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// Times of each funnel query (raw events, so far slower than the rollup-read set).
+        #[arg(long, default_value_t = 10)]
+        funnel_runs: usize,
+        /// Seed, then time the funnels only (no rollups, no dashboard set).
+        #[arg(long)]
+        funnels_only: bool,
     },
     /// Serve the app and load `POST /api/e` from a second process (wrk);
     /// events per second counted as rows in PostgreSQL.
@@ -132,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
             let secs = started.elapsed().as_secs_f64();
             println!("{}", serde_json::json!({"bench": "rollup", "events": all.len(), "rollup_rows": rolled.rows, "seconds": secs}));
         }
-        Command::Stats { events, runs } => stats::run(&app, site, events, runs).await?,
+        Command::Stats { events, runs, funnel_runs, funnels_only } => stats::run(&app, site, events, runs, funnel_runs, funnels_only).await?,
         Command::Http { seconds, connections } => {
             let script = std::env::temp_dir().join(format!("engagetrack-wrk-{}.lua", std::process::id()));
             std::fs::write(

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use engagetrack_server::cache::{self, CacheStore, InProcessStore};
 use engagetrack_server::rollup;
-use engagetrack_server::stats::{self, QueryRequest, StatsSite};
+use engagetrack_server::stats::{self, FunnelRequest, QueryRequest, StatsSite};
 use engagetrack_tests::TestApp;
 use serde_json::{Value, json};
 use shared::SiteId;
@@ -80,7 +80,52 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(f64::NAN)
 }
 
-pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyhow::Result<()> {
+/// The funnels timed: a broad first step (half the pages) over 30 and 7 days,
+/// a narrow one (one page of 200) over 30 days, and that one with a visit
+/// filter (which adds the visits relation to the statement).
+fn funnels(site: SiteId) -> Vec<(&'static str, Value)> {
+    let broad = json!([{"page": "/p1*"}, {"page": "/p*"}, {"goal": "Signup"}]);
+    let narrow = json!([{"page": "/p17"}, {"page": "/p*"}, {"goal": "Signup"}]);
+    let body = |range: &str, steps: &Value, filters: Value| {
+        json!({"site_id": site.to_string(), "date_range": range, "steps": steps, "filters": filters})
+    };
+    vec![
+        ("funnel_30d_broad", body("30d", &broad, json!([]))),
+        ("funnel_7d_broad", body("7d", &broad, json!([]))),
+        ("funnel_30d_narrow", body("30d", &narrow, json!([]))),
+        ("funnel_30d_narrow_filtered", body("30d", &narrow, json!([["is", "visit:country", ["DE"]]]))),
+    ]
+}
+
+/// Median and p95 of each funnel over raw events, printed as JSON.
+async fn time_funnels(app: &TestApp, target: &StatsSite, events: i64, runs: usize) -> anyhow::Result<()> {
+    let mut out = serde_json::Map::new();
+    for (name, body) in funnels(target.id) {
+        let request: FunnelRequest = serde_json::from_value(body)?;
+        let mut times = Vec::with_capacity(runs);
+        let mut answer = Value::Null;
+        let mut error = None;
+        // One warm-up run fills the buffer cache. A funnel past the statement
+        // timeout is an error the API would answer too: reported, not fatal.
+        for run in 0..runs + 1 {
+            let one = Instant::now();
+            match stats::funnel(&app.state.pool, target, request.clone(), Utc::now()).await {
+                Ok(resp) => answer = json!(resp.steps.iter().map(|s| s.visits).collect::<Vec<_>>()),
+                Err(e) => error = Some(e.to_string()),
+            }
+            if run > 0 {
+                times.push(one.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let figures = json!({"median_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "visits_per_step": answer, "error": error});
+        out.insert(name.to_owned(), figures);
+    }
+    println!("{}", json!({"bench": "stats_funnels", "events": events, "runs": runs, "queries": out}));
+    Ok(())
+}
+
+pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize, funnel_runs: usize, funnels_only: bool) -> anyhow::Result<()> {
     let client = app.db.client().await;
     client
         .execute(
@@ -105,6 +150,12 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
     }
     client.batch_execute("VACUUM ANALYZE events").await?;
     let seeded = started.elapsed().as_secs_f64();
+    let target = StatsSite { id: site, timezone: "UTC".into() };
+    if funnels_only {
+        let stored: i64 = client.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
+        println!("{}", json!({"bench": "stats_seed", "events": stored, "seed_seconds": seeded}));
+        return time_funnels(app, &target, stored, funnel_runs).await;
+    }
     let started = Instant::now();
     for back in 1..=DAYS {
         rollup::rollup_day(&app.state.pool, site, today - Duration::days(back)).await?;
@@ -112,7 +163,6 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
     client.batch_execute("VACUUM ANALYZE daily_rollups").await?;
     let rolled = started.elapsed().as_secs_f64();
 
-    let target = StatsSite { id: site, timezone: "UTC".into() };
     let requests: Vec<(&str, QueryRequest)> =
         dashboard(site).into_iter().map(|(n, b)| Ok((n, serde_json::from_value(b)?))).collect::<anyhow::Result<_>>()?;
     let mut sets = Vec::with_capacity(runs);
@@ -147,7 +197,8 @@ pub async fn run(app: &TestApp, site: SiteId, events: u64, runs: usize) -> anyho
         json!({"bench": "stats", "events": stored, "days": DAYS, "seed_seconds": seeded, "rollup_seconds": rolled, "runs": runs,
                "set_median_ms": percentile(&sets, 0.5), "set_p95_ms": percentile(&sets, 0.95), "queries": queries})
     );
-    cached(app, &target, &requests, runs).await
+    cached(app, &target, &requests, runs).await?;
+    time_funnels(app, &target, stored, funnel_runs).await
 }
 
 /// The same set through the cache ([`cache::stats_query`]): no cache (the

@@ -103,6 +103,7 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("DELETE", "/api/sites/{site_id}/shared-links/{link_id}", Site(EditSites)),
     ("GET", "/api/shared/{slug}", Public),
     ("POST", "/api/v2/query", Site(ViewStats)),
+    ("POST", "/api/v2/funnel", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/realtime", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/property-keys", Site(ViewStats)),
     ("GET", "/api/sites/{site_id}/export.csv", Site(ViewStats)),
@@ -336,6 +337,9 @@ fn body_for(method: &str, path: &str, w: &World) -> Value {
         // The site is named in the body here, as Plausible's API does.
         ("POST", "/api/v2/query") => {
             json!({"site_id": w.site.to_string(), "metrics": ["visitors"], "date_range": "7d"})
+        }
+        ("POST", "/api/v2/funnel") => {
+            json!({"site_id": w.site.to_string(), "date_range": "7d", "steps": [{"page": "/"}, {"page": "/pricing"}]})
         }
         ("POST", "/api/shared/{slug}/query") => {
             json!({"metrics": ["visitors"], "date_range": "7d"})

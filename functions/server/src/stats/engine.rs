@@ -164,7 +164,7 @@ pub struct Range {
     pub days: Option<(NaiveDate, NaiveDate)>,
 }
 
-fn pg_error(e: tokio_postgres::Error) -> StatsError {
+pub(super) fn pg_error(e: tokio_postgres::Error) -> StatsError {
     // Rust's regex syntax is checked at parse time; PostgreSQL's may still differ.
     if e.code() == Some(&SqlState::INVALID_REGULAR_EXPRESSION) {
         let reason = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
@@ -192,7 +192,7 @@ async fn local_days(client: &Client<'_>, site: &StatsSite, a: NaiveDate, b: Naiv
     Ok(Range { start: row.get(0), end: row.get(1), days: Some((a, b)) })
 }
 
-async fn resolve_range(client: &Client<'_>, site: &StatsSite, range: &DateRange, now: DateTime<Utc>) -> Result<Range, StatsError> {
+pub(super) async fn resolve_range(client: &Client<'_>, site: &StatsSite, range: &DateRange, now: DateTime<Utc>) -> Result<Range, StatsError> {
     let today = today_in(client, site, now).await?;
     let (a, b) = match range {
         DateRange::Instants(s, e) => return Ok(Range { start: s.to_utc(), end: e.to_utc(), days: None }),

@@ -26,6 +26,11 @@ pub enum StatsError {
     InvalidOrderBy(String),
     #[error("invalid pagination: {0}")]
     InvalidPagination(String),
+    #[error("invalid funnel: {0}")]
+    InvalidFunnel(String),
+    /// Funnels read raw events; a range too big for the statement timeout is the caller's to narrow.
+    #[error("the funnel took longer than the 20 s a stats statement may take: ask for a shorter date_range or a narrower first step")]
+    FunnelTooSlow,
     #[error("invalid include: {0}")]
     InvalidInclude(String),
     #[error("the site's timezone `{0}` is not known to the database")]

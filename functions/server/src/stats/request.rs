@@ -287,7 +287,7 @@ pub enum Filter {
 }
 
 impl Filter {
-    fn parse(value: &Value, depth: usize) -> Result<Self, StatsError> {
+    pub(super) fn parse(value: &Value, depth: usize) -> Result<Self, StatsError> {
         let bad = |why: &str| StatsError::InvalidFilter(format!("{why}: {value}"));
         if depth > MAX_FILTER_DEPTH {
             return Err(bad("filters nest too deep"));
@@ -379,7 +379,7 @@ pub enum DateRange {
 }
 
 impl DateRange {
-    fn parse(value: &Value, date: Option<&str>) -> Result<Self, StatsError> {
+    pub(super) fn parse(value: &Value, date: Option<&str>) -> Result<Self, StatsError> {
         let bad = |why: String| StatsError::InvalidDateRange(why);
         let anchor = date.map(|d| parse_date(d).ok_or_else(|| bad(format!("`date` must be YYYY-MM-DD, not `{d}`")))).transpose()?;
         match value {

@@ -29,13 +29,19 @@ pub const UTC_DAY: &str = "(e.ts AT TIME ZONE 'UTC')::date";
 /// `site`, `start`, `end` and `bucket` are SQL fragments (placeholders or
 /// fixed expressions over `e`), never user text.
 pub fn session_events_sql(site: &str, start: &str, end: &str, bucket: &str) -> String {
+    session_events_of_sql(site, start, end, bucket, "true")
+}
+
+/// The same for the visitor-days `visitor_days` (a condition over `e`) keeps:
+/// a visitor-day is kept or dropped whole, so its sessions are the same.
+pub fn session_events_of_sql(site: &str, start: &str, end: &str, bucket: &str, visitor_days: &str) -> String {
     format!(
         "SELECT e.*, sum(e.starts) OVER (PARTITION BY e.uday, e.bucket, e.visitor_hash ORDER BY e.ts, e.id ROWS UNBOUNDED PRECEDING) AS session_no
          FROM (SELECT e.*, {UTC_DAY} AS uday, {bucket} AS bucket,
                       CASE WHEN e.ts - lag(e.ts) OVER (PARTITION BY {UTC_DAY}, {bucket}, e.visitor_hash ORDER BY e.ts, e.id)
                                 <= interval '{SESSION_GAP_MINUTES} minutes'
                            THEN 0 ELSE 1 END AS starts
-               FROM events e WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end}) e"
+               FROM events e WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end} AND ({visitor_days})) e"
     )
 }
 

@@ -1,5 +1,6 @@
 //! The stats API: `POST /api/v2/query` in Plausible's Stats API v2 shape
-//! (signed-in users with a viewing role, or API keys with `stats:read`), the
+//! (signed-in users with a viewing role, or API keys with `stats:read`),
+//! `POST /api/v2/funnel`, the
 //! realtime view, the CSV export, and the same query for public share links.
 
 use axum::Json;
@@ -18,11 +19,12 @@ use crate::cache;
 use crate::error::{ApiError, ApiResult};
 use crate::sites::Site;
 use crate::state::AppState;
-use crate::stats::{self, QueryRequest, StatsError, StatsSite};
+use crate::stats::{self, FunnelRequest, QueryRequest, StatsError, StatsSite};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(query))
+        .routes(routes!(funnel))
         .routes(routes!(realtime))
         .routes(routes!(property_keys))
         .routes(routes!(export_csv))
@@ -61,6 +63,22 @@ async fn query(State(state): State<AppState>, caller: Caller, body: Bytes) -> Ap
         access::site(&db, &caller, &request.site_id, Permission::ViewStats).await?.site
     };
     Ok(cache::stats_query(&state.pool, &*state.cache, &stats_site(&site), request, now()).await?.into_response())
+}
+
+/// A funnel: how many visits go through ordered steps (page patterns, goals,
+/// custom events), with conversion and drop-off per step, over raw events.
+/// Same callers and `site_id` as the query. See the README's "Funnels".
+#[utoipa::path(post, path = "/api/v2/funnel", tag = "stats",
+    request_body(content = Object, description = "site_id, date_range (as the query's), filters (as the query's), steps: 2 to 8 of {page: pattern} | {goal: name} | {event: name}"),
+    responses((status = 200, body = Object, description = "{steps: [{step, label, visitors, visits, conversion_rate, conversion_rate_step, dropoff, dropoff_rate}], conversion_rate, meta, query}"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn funnel(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Json<stats::FunnelResponse>> {
+    let request = FunnelRequest::from_json(&body)?;
+    let site = {
+        let db = state.pool.get().await?;
+        access::site(&db, &caller, &request.site_id, Permission::ViewStats).await?.site
+    };
+    Ok(Json(stats::funnel(&state.pool, &stats_site(&site), request, now()).await?))
 }
 
 impl IntoResponse for cache::StatsAnswer {

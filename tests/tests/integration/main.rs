@@ -21,6 +21,7 @@ mod lambdas;
 mod mail;
 mod metrics;
 mod notices;
+mod plausible_events;
 mod reports;
 mod rollups;
 mod sites;

@@ -21,7 +21,7 @@ fn property(body: &[u8]) {
     }
 }
 
-fn holds_its_bounds(b: &Beacon) {
+pub(crate) fn holds_its_bounds(b: &Beacon) {
     web_page(&b.page);
     if let Some(r) = &b.referrer {
         stable(r);

@@ -177,7 +177,9 @@ pub struct IdentifiedUser {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    Pageview,
+    /// Props only from Plausible's Events API (its pageviews may carry them);
+    /// a beacon's pageview has none.
+    Pageview { props: Props },
     Engagement { engaged_ms: u32, scroll_depth: u8 },
     Click { name: String, props: Props },
     Form { form: Option<String>, props: Props },
@@ -193,7 +195,7 @@ pub enum EventKind {
 impl EventKind {
     pub fn event_type(&self) -> EventType {
         match self {
-            Self::Pageview => EventType::Pageview,
+            Self::Pageview { .. } => EventType::Pageview,
             Self::Engagement { .. } => EventType::Engagement,
             Self::Click { .. } => EventType::Click,
             Self::Form { .. } => EventType::Form,
@@ -309,7 +311,7 @@ impl RawBeacon {
     fn take_kind(&mut self, kind: &'static str) -> Result<EventKind, BeaconError> {
         let missing = |field| BeaconError::Missing { field, kind };
         Ok(match kind {
-            "pageview" => EventKind::Pageview,
+            "pageview" => EventKind::Pageview { props: Props::new() },
             "engagement" => {
                 let ms = self.ms.take().ok_or(missing("ms"))?;
                 if ms > MAX_ENGAGED_MS {
@@ -542,7 +544,7 @@ mod tests {
             format!(r#"{{"site":"{SITE}","type":"pageview","url":"https://example.com/a","referrer":"https://www.google.com/","title":"A","sid":"r4nd0m-sess","w":1920,"h":1080}}"#).as_bytes(),
         )
         .unwrap();
-        assert_eq!(b.kind, EventKind::Pageview);
+        assert_eq!(b.kind, EventKind::Pageview { props: Props::new() });
         assert_eq!(b.page.path(), "/a");
         assert_eq!(b.referrer.unwrap().host_str(), Some("www.google.com"));
         assert_eq!(b.screen, Some(Screen { width: 1920, height: 1080 }));

@@ -136,7 +136,7 @@ impl PlausibleEvent {
     /// events (sessions are derived from the visitor, README "Definitions").
     pub fn to_beacon(&self, site: SiteId, session: [u8; 16]) -> Beacon {
         let kind = match &self.kind {
-            PlausibleKind::Pageview => EventKind::Pageview,
+            PlausibleKind::Pageview => EventKind::Pageview { props: self.props.clone() },
             PlausibleKind::Engagement { engaged_ms, scroll_depth } => {
                 EventKind::Engagement { engaged_ms: *engaged_ms, scroll_depth: *scroll_depth }
             }
@@ -351,7 +351,7 @@ mod tests {
         assert_eq!((e.name.as_str(), e.page.as_str(), e.kind.clone()), ("pageview", "http://dummy.site/", PlausibleKind::Pageview));
         assert_eq!(e.sites, vec![SiteRef::Domain("dummy.site".into())]);
         let b = e.to_beacon(site(), [7; 16]);
-        assert_eq!((b.site, b.kind, b.visitor_id), (site(), EventKind::Pageview, None));
+        assert_eq!((b.site, b.kind, b.visitor_id), (site(), EventKind::Pageview { props: Props::new() }, None));
         assert_eq!(b.session_id.as_str().len(), 32);
     }
 
@@ -451,6 +451,9 @@ mod tests {
             EventKind::Download { target: Url::parse("https://e.com/a.pdf").unwrap() }
         );
         assert_eq!(kind(r#"{"n":"Form: Submission","u":"https://e.com/"}"#), EventKind::Form { form: None, props: Props::new() });
+        // Plausible's pageviews may carry props (the tracker's `customProperties`).
+        let author: Props = [("author".to_owned(), "ann".to_owned())].into();
+        assert_eq!(kind(r#"{"n":"pageview","u":"https://e.com/","p":{"author":"ann"}}"#), EventKind::Pageview { props: author });
         // Without a usable link it stays a named custom event, as in Plausible.
         assert!(
             matches!(kind(r#"{"n":"File Download","u":"https://e.com/","p":{"url":"ftp://x/a.pdf"}}"#), EventKind::Custom { name, .. } if name == "File Download")

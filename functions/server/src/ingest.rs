@@ -268,7 +268,7 @@ fn spawn_drop_flush(drops: Arc<QuotaDrops>, pool: Pool) {
 
 /// A pageview or the engagement that follows it: what excluded paths drop.
 fn is_page_visit(beacon: &Beacon) -> bool {
-    matches!(beacon.kind, EventKind::Pageview | EventKind::Engagement { .. })
+    matches!(beacon.kind, EventKind::Pageview { .. } | EventKind::Engagement { .. })
 }
 
 #[derive(Debug, thiserror::Error)]

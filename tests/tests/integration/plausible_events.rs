@@ -220,6 +220,11 @@ async fn automatic_events_domains_and_site_ids_map_onto_ours() {
     dropped(&post(&app, json!({"n": "pageview", "u": "https://inactive.example/"})).await);
     assert_eq!((app.count_events(a).await, app.count_events(b).await, app.count_events(inactive).await), (2, 2, 0));
 
+    // A pageview's props (the tracker's `customProperties`) are kept: filters on them count its pageviews.
+    recorded(&post(&app, json!({"n": "pageview", "u": "https://a.example/authors", "d": "a.example", "p": {"author": "ann"}})).await);
+    let by_ann = json!({"metrics": ["visitors", "pageviews"], "filters": [["is", "event:props:author", ["ann"]]]});
+    assert_eq!(query(&app, a, by_ann).await, [(vec![], vec![json!(1), json!(1)])]);
+
     // The tracker's automatic events become what our own script records.
     let events = [
         json!({"n": "Outbound Link: Click", "u": "https://a.example/docs", "d": "a.example", "p": {"url": "https://github.com/x"}}),

@@ -501,36 +501,3 @@ mod tests {
         assert_eq!(parse(r#"{"n":"pageview","u":"https://e.com/","r":null}"#).referrer, None);
     }
 }
-
-#[cfg(test)]
-mod properties {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2_000))]
-
-        /// Arbitrary bytes never panic: they parse or get a reason.
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let _ = PlausibleEvent::parse(&bytes);
-        }
-
-        /// Arbitrary values in each field never panic, and what parses converts.
-        #[test]
-        fn arbitrary_fields_never_panic(
-            name in "(pageview|engagement|File Download|Outbound Link: Click|\\PC{0,12})",
-            url in "(https://e.com/\\PC{0,20}|\\PC{0,40})", domain in "\\PC{0,40}", amount in "\\PC{0,20}",
-            sd in any::<i64>(), e in any::<i64>(),
-        ) {
-            let body = serde_json::json!({
-                "n": name, "u": url, "d": domain, "sd": sd, "e": e, "p": {"url": url},
-                "$": {"amount": amount, "currency": "USD"},
-            });
-            if let Ok(event) = PlausibleEvent::parse(body.to_string().as_bytes()) {
-                let _ = event.to_beacon("0192f0c1-7a4e-7000-8000-000000000001".parse().unwrap(), [0; 16]);
-            }
-        }
-    }
-}

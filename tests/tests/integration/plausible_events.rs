@@ -274,3 +274,36 @@ async fn the_rate_limit_of_api_e_holds_here_too() {
     }
     assert!(statuses.contains(&StatusCode::ACCEPTED) && statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }
+
+/// The cloud path: API Gateway hands `/api/event` to the ingest function
+/// (template.yaml), which answers as the local binary does.
+#[tokio::test]
+async fn the_ingest_lambda_serves_api_event_as_the_local_binary() {
+    use engagetrack_tests::lambda_emulator::{Function, HttpRequest, Lambda, database_url, send_local};
+    let app = TestApp::spawn().await;
+    let dummy = site(&app, "dummy.site").await;
+    let mut ingest = Lambda::start(
+        Function::Ingest,
+        &[("DATABASE_URL", database_url(&app.db.config)), ("ENGAGETRACK_SECRETS_FILE", app.secrets_file().display().to_string())],
+    )
+    .await;
+    let request = |body: Value| {
+        HttpRequest::new("POST", "/api/event")
+            .header("content-type", "text/plain")
+            .header("user-agent", UA)
+            .body(body.to_string())
+            .source_ip("203.0.113.9")
+    };
+    for (body, dropped) in [
+        (json!({"n": "pageview", "u": "https://dummy.site/lambda", "d": "dummy.site"}), None),
+        (json!({"n": "pageview", "u": "https://unknown.site/"}), Some("1")),
+    ] {
+        let (lambda, local) = (ingest.http(&request(body.clone())).await, send_local(&app.url(""), &request(body)).await);
+        assert_eq!(lambda.visible(), local.visible());
+        assert_eq!((lambda.status, lambda.headers.get("x-plausible-dropped").map(String::as_str)), (202, dropped));
+    }
+    let bad = request(json!({"n": "pageview"}));
+    let (lambda, local) = (ingest.http(&bad).await, send_local(&app.url(""), &bad).await);
+    assert_eq!((lambda.status, lambda.visible()), (400, local.visible()));
+    assert_eq!(app.count_events(dummy).await, 2, "one from the Lambda, one from the local binary");
+}

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-180}
 shift || true
-all=(beacon_parser anonymised_event signed_batch stats_query webhook_signatures webhook_payloads user_agent referrer_source cross_domain_ids)
+all=(beacon_parser anonymised_event plausible_event signed_batch stats_query webhook_signatures webhook_payloads user_agent referrer_source cross_domain_ids)
 [[ $# -gt 0 ]] && targets=("$@") || targets=("${all[@]}")
 
 bolero_version=0.13.5

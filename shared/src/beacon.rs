@@ -96,6 +96,12 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id made on the server for senders that have none (Plausible's
+    /// Events API): 32 hex characters of the given random bytes.
+    pub(crate) fn from_random(bytes: [u8; 16]) -> Self {
+        Self(hex::encode(bytes))
+    }
 }
 
 /// Values a site owner should not be able to read in the clear from a database
@@ -146,6 +152,11 @@ impl From<Currency> for String {
 }
 
 impl Currency {
+    /// The currency with exactly this ISO 4217 code (upper case, as Plausible takes it).
+    pub(crate) fn from_exact_code(code: &str) -> Option<Self> {
+        IsoCurrency::from_code(code).filter(|c| c.code() == code).map(Self)
+    }
+
     pub fn code(&self) -> &'static str {
         self.0.code()
     }
@@ -166,7 +177,9 @@ pub struct IdentifiedUser {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    Pageview,
+    /// Props only from Plausible's Events API (its pageviews may carry them);
+    /// a beacon's pageview has none.
+    Pageview { props: Props },
     Engagement { engaged_ms: u32, scroll_depth: u8 },
     Click { name: String, props: Props },
     Form { form: Option<String>, props: Props },
@@ -182,7 +195,7 @@ pub enum EventKind {
 impl EventKind {
     pub fn event_type(&self) -> EventType {
         match self {
-            Self::Pageview => EventType::Pageview,
+            Self::Pageview { .. } => EventType::Pageview,
             Self::Engagement { .. } => EventType::Engagement,
             Self::Click { .. } => EventType::Click,
             Self::Form { .. } => EventType::Form,
@@ -298,7 +311,7 @@ impl RawBeacon {
     fn take_kind(&mut self, kind: &'static str) -> Result<EventKind, BeaconError> {
         let missing = |field| BeaconError::Missing { field, kind };
         Ok(match kind {
-            "pageview" => EventKind::Pageview,
+            "pageview" => EventKind::Pageview { props: Props::new() },
             "engagement" => {
                 let ms = self.ms.take().ok_or(missing("ms"))?;
                 if ms > MAX_ENGAGED_MS {
@@ -382,7 +395,7 @@ impl RawBeacon {
     }
 }
 
-fn truncate(s: &str, max_chars: usize) -> String {
+pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
@@ -404,7 +417,7 @@ fn sensitive(field: &'static str, s: String) -> Result<Sensitive, BeaconError> {
     Ok(Sensitive(s))
 }
 
-fn event_name(s: String) -> Result<String, BeaconError> {
+pub(crate) fn event_name(s: String) -> Result<String, BeaconError> {
     let s = bounded_text("name", s, MAX_NAME_LEN)?;
     if s.trim().is_empty() {
         return Err(BeaconError::invalid("name", "is empty"));
@@ -414,7 +427,7 @@ fn event_name(s: String) -> Result<String, BeaconError> {
 
 /// The bound holds for the URL as stored: percent-encoding can triple a
 /// non-ASCII path, and the ingest refuses a batch with a longer one.
-fn any_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
+pub(crate) fn any_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
     if s.len() > MAX_URL_LEN {
         return Err(BeaconError::invalid(field, format!("is longer than {MAX_URL_LEN} bytes")));
     }
@@ -432,7 +445,7 @@ fn any_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
 /// page's, and the referrer's as its source) to that.
 const MAX_HOST_LEN: usize = 253;
 
-fn http_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
+pub(crate) fn http_url(field: &'static str, s: &str) -> Result<Url, BeaconError> {
     let url = any_url(field, s)?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(BeaconError::invalid(field, "must be an http(s) URL with a host"));
@@ -449,7 +462,7 @@ fn screen(width: u32, height: u32) -> Result<Screen, BeaconError> {
     Ok(Screen { width, height })
 }
 
-fn props(raw: Option<serde_json::Map<String, Value>>) -> Result<Props, BeaconError> {
+pub(crate) fn props(raw: Option<serde_json::Map<String, Value>>) -> Result<Props, BeaconError> {
     let Some(raw) = raw else { return Ok(Props::new()) };
     if raw.len() > MAX_PROPS {
         return Err(BeaconError::invalid("props", format!("has {} entries; the limit is {MAX_PROPS}", raw.len())));
@@ -531,7 +544,7 @@ mod tests {
             format!(r#"{{"site":"{SITE}","type":"pageview","url":"https://example.com/a","referrer":"https://www.google.com/","title":"A","sid":"r4nd0m-sess","w":1920,"h":1080}}"#).as_bytes(),
         )
         .unwrap();
-        assert_eq!(b.kind, EventKind::Pageview);
+        assert_eq!(b.kind, EventKind::Pageview { props: Props::new() });
         assert_eq!(b.page.path(), "/a");
         assert_eq!(b.referrer.unwrap().host_str(), Some("www.google.com"));
         assert_eq!(b.screen, Some(Screen { width: 1920, height: 1080 }));

@@ -10,6 +10,7 @@ pub mod bots;
 pub mod event;
 pub mod geo;
 pub mod pipeline;
+pub mod plausible_event;
 pub mod site;
 pub mod sources;
 pub mod user_agent;

@@ -205,7 +205,7 @@ fn utm_parameters(page: &Url) -> Utm {
 
 fn apply_kind(event: &mut AnonymisedEvent, kind: EventKind) {
     match kind {
-        EventKind::Pageview => {}
+        EventKind::Pageview { props } => event.props = props,
         EventKind::Engagement { engaged_ms, scroll_depth } => {
             event.engaged_ms = Some(engaged_ms as i32);
             event.scroll_depth = Some(i16::from(scroll_depth));

@@ -126,6 +126,12 @@ impl Ingest {
         &self.drops
     }
 
+    /// The site a domain names, for senders that know no site id (see
+    /// [`SiteDirectory::site_for_domain`]).
+    pub async fn site_for_domain(&self, domain: &str) -> Result<Option<SiteId>, IngestError> {
+        Ok(self.sites.site_for_domain(domain).await?)
+    }
+
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
     }
@@ -145,7 +151,12 @@ impl Ingest {
 
     /// One beacon, received now: stored once it returns `Ok(Stored)`.
     pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
-        let beacon = Beacon::parse(body)?;
+        self.accept_beacon(Beacon::parse(body)?, visit, now).await
+    }
+
+    /// A beacon already parsed (from another wire format: Plausible's Events
+    /// API), with every check and step of [`Ingest::accept`].
+    pub async fn accept_beacon(&self, beacon: Beacon, visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
         if !self.check_site(beacon.site).await?.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) {
             return Ok(Accepted::Filtered);
         }
@@ -257,7 +268,7 @@ fn spawn_drop_flush(drops: Arc<QuotaDrops>, pool: Pool) {
 
 /// A pageview or the engagement that follows it: what excluded paths drop.
 fn is_page_visit(beacon: &Beacon) -> bool {
-    matches!(beacon.kind, EventKind::Pageview | EventKind::Engagement { .. })
+    matches!(beacon.kind, EventKind::Pageview { .. } | EventKind::Engagement { .. })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,8 @@ pub struct IngestLabels {
 pub enum Path {
     Beacon,
     Batch,
+    /// Plausible's Events API, `POST /api/event`.
+    Plausible,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,7 +93,7 @@ macro_rules! label_values {
 label_values! {
     Outcome { Stored => "stored", Duplicate => "duplicate", Bot => "bot", Filtered => "filtered", Refused => "refused" }
     Refusal { None => "", Invalid => "invalid", UnknownSite => "unknown_site", InactiveSite => "inactive_site", Unavailable => "unavailable", BadSignature => "bad_signature", SiteNotAccepting => "site_not_accepting", OverQuota => "over_quota", RateLimited => "rate_limited" }
-    Path { Beacon => "beacon", Batch => "batch" }
+    Path { Beacon => "beacon", Batch => "batch", Plausible => "plausible" }
     StatsKind { Query => "query", Realtime => "realtime" }
 }
 

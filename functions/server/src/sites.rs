@@ -85,15 +85,45 @@ type Entry = (SiteStatus, Arc<SiteFilter>, Instant);
 pub struct SiteDirectory {
     pool: Pool,
     cache: Mutex<HashMap<SiteId, Entry>>,
+    /// Domain → site, for Plausible's Events API (`None`: no live site has it).
+    domains: Mutex<HashMap<String, (Option<SiteId>, Instant)>>,
 }
 
 impl SiteDirectory {
     pub fn new(pool: Pool) -> Self {
-        Self { pool, cache: Mutex::new(HashMap::new()) }
+        Self { pool, cache: Mutex::new(HashMap::new()), domains: Mutex::new(HashMap::new()) }
     }
 
     pub fn forget(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.domains.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The site a domain (normalised, without `www.`) names: the live site
+    /// with that domain, or with `www.` before it. A domain is unique only
+    /// within an organisation, so when several organisations have one the
+    /// oldest site takes the events (a later copy cannot draw them away);
+    /// senders can name the site by its id instead. Cached like [`Self::lookup`].
+    pub async fn site_for_domain(&self, domain: &str) -> Result<Option<SiteId>, crate::adapters::postgres::DbError> {
+        if let Some((site, at)) = self.domains.lock().unwrap_or_else(|p| p.into_inner()).get(domain)
+            && at.elapsed() < TTL
+        {
+            return Ok(*site);
+        }
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM sites WHERE deleted_at IS NULL AND (domain = $1 OR domain = 'www.' || $1) ORDER BY created_at, id LIMIT 1",
+                &[&domain],
+            )
+            .await?;
+        let site = row.map(|r| SiteId::from_uuid(r.get(0)));
+        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        if domains.len() > 100_000 {
+            domains.clear();
+        }
+        domains.insert(domain.to_owned(), (site, Instant::now()));
+        Ok(site)
     }
 
     pub async fn status(&self, site: SiteId) -> Result<SiteStatus, crate::adapters::postgres::DbError> {

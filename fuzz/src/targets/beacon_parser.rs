@@ -21,7 +21,7 @@ fn property(body: &[u8]) {
     }
 }
 
-fn holds_its_bounds(b: &Beacon) {
+pub(crate) fn holds_its_bounds(b: &Beacon) {
     web_page(&b.page);
     if let Some(r) = &b.referrer {
         stable(r);
@@ -37,7 +37,7 @@ fn holds_its_bounds(b: &Beacon) {
         assert!((1..=MAX_SCREEN_PX).contains(&s.width) && (1..=MAX_SCREEN_PX).contains(&s.height), "{s:?}");
     }
     match &b.kind {
-        EventKind::Pageview => {}
+        EventKind::Pageview { props } => props_bounded(props),
         EventKind::Engagement { engaged_ms, scroll_depth } => {
             assert!(u64::from(*engaged_ms) <= MAX_ENGAGED_MS && *scroll_depth <= 100, "{:?}", b.kind);
         }

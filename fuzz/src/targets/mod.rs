@@ -3,6 +3,7 @@
 mod anonymised_event;
 mod beacon_parser;
 mod cross_domain_ids;
+mod plausible_event;
 mod referrer_source;
 mod signed_batch;
 mod stats_query;

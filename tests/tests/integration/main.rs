@@ -22,6 +22,7 @@ mod lambdas;
 mod mail;
 mod metrics;
 mod notices;
+mod plausible_events;
 mod reports;
 mod rollups;
 mod sites;

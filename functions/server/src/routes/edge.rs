@@ -25,14 +25,19 @@ pub const TRACKER_JS: &str = include_str!("../../../../sdk/dist/et.js");
 static TRACKER_ETAG: LazyLock<HeaderValue> =
     LazyLock::new(|| HeaderValue::from_str(&etag_of(TRACKER_JS.as_bytes())).unwrap_or(HeaderValue::from_static("\"0\"")));
 
+/// With Plausible's Events API (`POST /api/event`, [`crate::plausible::events`])
+/// beside `/api/e`: the local binary and the ingest Lambda serve both.
 pub fn router() -> Router<AppState> {
-    // Any site may post beacons; `text/plain` needs no preflight, JSON does.
-    let cors = CorsLayer::new()
+    Router::new().route("/et.js", get(tracker)).route("/api/e", post(collect).layer(beacon_cors())).merge(crate::plausible::events::router())
+}
+
+/// Any site may post beacons; `text/plain` needs no preflight, JSON does.
+pub(crate) fn beacon_cors() -> CorsLayer {
+    CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE])
-        .max_age(std::time::Duration::from_secs(86_400));
-    Router::new().route("/et.js", get(tracker)).route("/api/e", post(collect).layer(cors))
+        .max_age(std::time::Duration::from_secs(86_400))
 }
 
 async fn tracker(headers: HeaderMap) -> Response {

@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use super::error::StatsError;
 use super::filters::{Params, filters_sql, grouping};
 use super::goals::Goals;
+use super::imported::{self, Ask, Imports};
 use super::request::{DateRange, Dimension, Direction, Filter, Metric, OrderKey, Preset, Query, QueryRequest, TimeGrain, MAX_HOUR_BUCKETS, MAX_RANGE_DAYS};
 use super::response::{ComparisonRow, Meta, QueryResponse, ResultRow, Sums, change};
 use super::sessions::{Aggregate, session_events_sql, sessions_sql};
@@ -137,6 +138,15 @@ async fn answer(
             total_rows: q.total_rows.then_some(total_rows),
             comparison_date_range: previous.as_ref().map(|(p, _)| [p.start.to_rfc3339(), p.end.to_rfc3339()]),
             source: used.name().to_owned(),
+            imports_included: current.imports.as_ref().map(|i| *i == Imports::Included),
+            imports_skip_reason: match &current.imports {
+                Some(Imports::Skipped { reason, .. }) => Some((*reason).to_owned()),
+                _ => None,
+            },
+            imports_warning: match &current.imports {
+                Some(Imports::Skipped { warning, .. }) => warning.clone(),
+                _ => None,
+            },
         },
         query: json!({
             "site_id": request.site_id, "metrics": request.metrics,
@@ -319,6 +329,8 @@ struct Period {
     rows: HashMap<Vec<String>, Sums>,
     bases: Option<HashMap<Vec<String>, i64>>,
     used: Used,
+    /// With `include.imports`: whether the imported sums are in `rows`.
+    imports: Option<Imports>,
 }
 
 impl Period {
@@ -374,7 +386,16 @@ impl Engine<'_> {
             }
             false => None,
         };
-        Ok(Period { rows, bases, used })
+        let imports = match q.with_imported {
+            true => {
+                let mut rows = rows;
+                let ask = Ask { site: &self.site.id, metrics: &q.metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days };
+                let imports = imported::add(self.client, &ask, &mut rows).await?;
+                return Ok(Period { rows, bases, used, imports: Some(imports) });
+            }
+            false => None,
+        };
+        Ok(Period { rows, bases, used, imports })
     }
 
     async fn compute(&self, shape: &Shape, range: &Range) -> Result<(HashMap<Vec<String>, Sums>, Used), StatsError> {

@@ -9,6 +9,7 @@ mod error;
 mod export;
 pub mod filters;
 pub mod goals;
+mod imported;
 mod realtime;
 pub mod request;
 pub mod response;

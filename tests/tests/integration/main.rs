@@ -16,6 +16,7 @@ mod db_tls;
 mod durability;
 mod edge_to_lambda;
 mod edge_worker;
+mod imports;
 mod ingest_batch;
 mod lambdas;
 mod mail;

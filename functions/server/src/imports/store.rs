@@ -224,3 +224,16 @@ pub async fn stored_rows(pool: &Pool, id: Uuid) -> Result<i64, ImportError> {
         Table::ALL.iter().map(|t| format!("(SELECT count(*) FROM {} WHERE import_id = $1)", t.sql_table())).collect::<Vec<_>>().join(" + ");
     Ok(db.query_one(&format!("SELECT ({sql})::bigint"), &[&id]).await?.get(0))
 }
+
+/// A live site by its id or domain (the oldest of that domain), for the CLI.
+pub async fn site_by_ref(pool: &Pool, site: &str) -> Result<Option<Uuid>, ImportError> {
+    let db = pool.get().await?;
+    let by_id = Uuid::parse_str(site).ok();
+    let row = db
+        .query_opt(
+            "SELECT id FROM sites WHERE deleted_at IS NULL AND (id = $1 OR ($1::uuid IS NULL AND domain = lower($2))) ORDER BY created_at LIMIT 1",
+            &[&by_id, &site],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::aggregate::{Hit, aggregate};
-use super::{ImportError, RowSet, Table, decode_text, parse_count, parse_day};
+use super::{ImportError, RowSet, Table, capitalise, decode_text, parse_count, parse_day};
 
 /// Values GA4 uses for "no value".
 const NONE_VALUES: &[&str] = &["(none)", "(not set)", "(not provided)", "(other)", "(data not available)"];
@@ -203,7 +203,7 @@ fn parse_one_report(file: &str, n: usize, report: &Value, set: &mut RowSet) -> R
 
 /// `(direct)` is no source; the big engines by name; other sources as the
 /// referrer's host, without `www.`.
-fn source_name(source: &str) -> String {
+pub(super) fn source_name(source: &str) -> String {
     let source = source.trim().to_lowercase();
     if source.is_empty() || source == "(direct)" {
         return String::new();
@@ -240,11 +240,6 @@ fn path_of(value: &str) -> String {
     } else {
         format!("/{path}")
     }
-}
-
-fn capitalise(v: &str) -> String {
-    let mut c = v.chars();
-    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect())
 }
 
 fn event_name(name: &str) -> &str {

@@ -328,6 +328,12 @@ pub fn decode_text<'a>(file: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'
     })
 }
 
+/// `desktop` → `Desktop`: device categories as Plausible shows them.
+pub fn capitalise(v: &str) -> String {
+    let mut c = v.trim().chars();
+    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect())
+}
+
 /// A day as the tools write it: `YYYY-MM-DD` or `YYYYMMDD`.
 pub fn parse_day(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
@@ -487,6 +493,18 @@ pub async fn run_file(
     .await
 }
 
+/// A zip of Stored entries, as Plausible writes its export (tests).
+#[cfg(test)]
+pub(crate) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        w.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,16 +548,6 @@ mod tests {
         assert_eq!(parse_count("many"), None);
         assert_eq!(parse_day("20240131"), parse_day("2024-01-31"));
         assert_eq!(parse_day("2024-1-31"), None);
-    }
-
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        use std::io::Write;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
     }
 
     #[test]

@@ -113,13 +113,8 @@ mod tests {
     use super::*;
 
     fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
-        use std::io::Write;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
-            w.write_all(data.as_bytes()).unwrap();
-        }
-        w.finish().unwrap().into_inner()
+        let bytes: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (*n, d.as_bytes())).collect();
+        crate::imports::zip_of(&bytes)
     }
 
     #[test]

@@ -125,11 +125,8 @@ pub async fn write(pool: &Pool, import: &Import, range: (NaiveDate, NaiveDate), 
     let tx = client.transaction().await?;
     // One writer per site, source and range at a time: two re-imports
     // racing would otherwise both survive.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2 || '/' || $3::text || '/' || $4::text, 14))",
-        &[&import.site_id, &import.source, &range.0, &range.1],
-    )
-    .await?;
+    let lock = format!("imports/{}/{}/{}/{}", import.site_id, import.source, range.0, range.1);
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&lock]).await?;
     let replaced = tx
         .execute(
             "DELETE FROM imports WHERE site_id = $1 AND source = $2 AND range_start = $3 AND range_end = $4 AND id <> $5 AND status = 'done'",
@@ -145,7 +142,10 @@ pub async fn write(pool: &Pool, import: &Import, range: (NaiveDate, NaiveDate), 
             done += batch.len() as i64;
             // Outside the transaction, so a poller sees it move.
             let bytes = if total == 0 { bytes_total } else { bytes_total * done / total };
-            progress(pool, import.id, done, bytes).await?;
+            // Best effort: a poller missing one step is no reason to stop the import.
+            if let Err(e) = progress(pool, import.id, done, bytes).await {
+                tracing::debug!(import = %import.id, error = %e, "import progress not written");
+            }
         }
     }
     let row = tx
@@ -186,7 +186,7 @@ async fn insert_batch(
     }
     let columns: Vec<&str> = ["date"].into_iter().chain(dims.iter().copied()).chain(metrics.iter().copied()).collect();
     let sql = format!(
-        "INSERT INTO {} (site_id, import_id, {}) SELECT $1, $2, * FROM unnest({})",
+        "INSERT INTO {} (site_id, import_id, {}) SELECT $1::uuid, $2::uuid, * FROM unnest({})",
         table.sql_table(),
         columns.join(", "),
         unnest.join(", ")

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::aggregate::{Hit, aggregate};
-use super::{CsvColumns, ImportError, RowSet, csv_error, csv_reader, decode_text};
+use super::{CsvColumns, ImportError, RowSet, capitalise, csv_error, csv_reader, decode_text};
 
 /// A session's events further apart than this are two visits (Umami's own rule).
 const VISIT_GAP_MS: i64 = 30 * 60 * 1000;
@@ -121,7 +121,7 @@ fn to_hits(mut events: Vec<Event>) -> Vec<Hit> {
             let host = e.hostname.strip_prefix("www.").unwrap_or(&e.hostname).to_lowercase();
             let referrer = e.referrer_domain.trim().to_lowercase();
             let referrer = referrer.strip_prefix("www.").unwrap_or(&referrer).to_owned();
-            let source = if referrer.is_empty() || referrer == host { String::new() } else { source_of(&referrer) };
+            let source = if referrer.is_empty() || referrer == host { String::new() } else { super::ga4::source_name(&referrer) };
             let (os, os_version) = split_os(&e.os);
             let [utm_source, utm_medium, utm_campaign, utm_content, utm_term] = e.utm;
             Hit {
@@ -152,21 +152,6 @@ fn to_hits(mut events: Vec<Event>) -> Vec<Hit> {
             }
         })
         .collect()
-}
-
-fn source_of(referrer_host: &str) -> String {
-    let base = referrer_host.split('.').next().unwrap_or("");
-    match base {
-        "google" => "Google".into(),
-        "bing" => "Bing".into(),
-        "duckduckgo" => "DuckDuckGo".into(),
-        _ => referrer_host.to_owned(),
-    }
-}
-
-fn capitalise(v: &str) -> String {
-    let mut c = v.trim().chars();
-    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect())
 }
 
 /// Umami's browser names (its detect-browser ids) as people write them.

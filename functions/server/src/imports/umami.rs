@@ -194,9 +194,15 @@ pub async fn read_database(
     to: chrono::NaiveDate,
 ) -> Result<RowSet, ImportError> {
     let db_error = |e: &dyn std::fmt::Display| ImportError::Database(e.to_string());
-    let pool = crate::adapters::postgres::pool(url, 1).map_err(|e| db_error(&e))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| ImportError::Invalid(format!("not a PostgreSQL URL: {e}")))?;
+    // A host that never answers must not hold the request for minutes.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    let pool = crate::adapters::postgres::pool_from_config(config, 1).map_err(|e| db_error(&e))?;
     let mut client = pool.get().await.map_err(|e| db_error(&e))?;
     let tx = client.build_transaction().read_only(true).start().await.map_err(|e| db_error(&e))?;
+    tx.batch_execute("SET LOCAL statement_timeout = '300s'").await.map_err(|e| db_error(&e))?;
     let columns: Vec<(String, String)> = tx
         .query(
             "SELECT table_name::text, column_name::text FROM information_schema.columns

@@ -157,3 +157,25 @@ async fn remove(State(state): State<AppState>, caller: Caller, ApiPath((site_ref
     tracing::info!(site = %site_id, import = %id, "import deleted");
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The document schemathesis reads: the four operations and their answers.
+    #[test]
+    fn the_openapi_document_describes_the_imports_operations() {
+        let (_, doc) = super::super::documented();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let list = &doc["paths"]["/api/sites/{site_id}/imports"];
+        let one = &doc["paths"]["/api/sites/{site_id}/imports/{import_id}"];
+        assert_eq!(list["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Import");
+        assert!(list["post"]["requestBody"]["content"].get("application/octet-stream").is_some(), "{}", list["post"]["requestBody"]);
+        for status in ["400", "401", "403", "404", "413", "422", "503"] {
+            assert!(list["post"]["responses"].get(status).is_some(), "upload documents {status}");
+        }
+        assert!(list["get"].is_object() && one["get"].is_object() && one["delete"]["responses"].get("204").is_some());
+        let params: Vec<&str> = list["post"]["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+        for name in ["site_id", "source", "from", "to", "file_name"] {
+            assert!(params.contains(&name), "{params:?}");
+        }
+    }
+}

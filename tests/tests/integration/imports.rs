@@ -277,7 +277,9 @@ async fn umamis_database_is_read_directly() {
     .await
     .unwrap();
     let other_site = uuid::Uuid::new_v4();
-    let events: [(&uuid::Uuid, &uuid::Uuid, &str, &str, i32, Option<&str>, &uuid::Uuid); 6] = [
+    // (session, visit, created_at, url_path, event_type, event_name, website)
+    type Event<'a> = (&'a uuid::Uuid, &'a uuid::Uuid, &'a str, &'a str, i32, Option<&'a str>, &'a uuid::Uuid);
+    let events: [Event; 6] = [
         (&s1, &v1, "2024-06-10 08:00:00+00", "/", 1, None, &website),
         (&s1, &v1, "2024-06-10 08:05:00+00", "/docs", 1, None, &website),
         (&s1, &v1, "2024-06-10 08:06:00+00", "/docs", 2, Some("download"), &website),

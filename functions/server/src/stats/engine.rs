@@ -372,7 +372,7 @@ struct Engine<'a> {
 
 impl Engine<'_> {
     async fn period(&self, q: &Query, shape: &Shape, range: &Range) -> Result<Period, StatsError> {
-        let (rows, used) = self.compute(shape, range).await?;
+        let (mut rows, used) = self.compute(shape, range).await?;
         let bases = match q.metrics.contains(&Metric::ConversionRate) {
             true => {
                 // Visitors of the same breakdown without the goal: what converted is taken of it.
@@ -388,10 +388,9 @@ impl Engine<'_> {
         };
         let imports = match q.with_imported {
             true => {
-                let mut rows = rows;
-                let ask = Ask { site: &self.site.id, metrics: &q.metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days };
-                let imports = imported::add(self.client, &ask, &mut rows).await?;
-                return Ok(Period { rows, bases, used, imports: Some(imports) });
+                let ask =
+                    Ask { site: &self.site.id, metrics: &q.metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days };
+                Some(imported::add(self.client, &ask, &mut rows).await?)
             }
             false => None,
         };

@@ -313,6 +313,45 @@ async fn umamis_database_is_read_directly() {
     let sources = query(&app, &owner, site, june, &["visits"], &["visit:source"], true).await;
     assert_eq!(rows(&sources), vec![("DuckDuckGo".into(), vec![json!(3)])]);
 
+    // Umami v2 (no visit_id, hostname and subdivision1 on the session): visits split on 30-minute gaps.
+    let v2 = TestDb::create().await;
+    let db2 = v2.client().await;
+    db2.batch_execute(
+        "CREATE TABLE session (session_id uuid PRIMARY KEY, website_id uuid NOT NULL, hostname varchar(100), browser varchar(20), os varchar(20),
+                               device varchar(20), screen varchar(11), language varchar(35), country char(2), subdivision1 varchar(20),
+                               subdivision2 varchar(50), city varchar(50), created_at timestamptz DEFAULT now());
+         CREATE TABLE website_event (event_id uuid PRIMARY KEY, website_id uuid NOT NULL, session_id uuid NOT NULL, created_at timestamptz DEFAULT now(),
+                               url_path varchar(500) NOT NULL, url_query varchar(500), referrer_path varchar(500), referrer_query varchar(500),
+                               referrer_domain varchar(500), page_title varchar(500), event_type integer DEFAULT 1 NOT NULL, event_name varchar(50));",
+    )
+    .await
+    .unwrap();
+    db2.execute(
+        "INSERT INTO session (session_id, website_id, hostname, browser, os, device, country, subdivision1) VALUES ($1, $2, 'umami-db.example', 'safari', 'Mac OS', 'laptop', 'CH', 'CH-ZH')",
+        &[&s1, &website],
+    )
+    .await
+    .unwrap();
+    for at in ["2024-07-01 10:00:00+00", "2024-07-01 10:10:00+00", "2024-07-01 11:00:00+00"] {
+        db2.execute(
+            "INSERT INTO website_event (event_id, website_id, session_id, created_at, url_path) VALUES ($1, $2, $3, $4::text::timestamptz, '/')",
+            &[&uuid::Uuid::new_v4(), &website, &s1, &at],
+        )
+        .await
+        .unwrap();
+    }
+    let mut url2 = url.clone();
+    url2.set_path(&v2.name);
+    let body = serde_json::to_vec(&json!({"database_url": url2.to_string(), "website_id": website})).unwrap();
+    let (status, import) = upload(&app, &owner, site, "source=umami-db&from=2024-07-01&to=2024-07-31", body).await;
+    assert_eq!(status, 201, "{import}");
+    assert!(import["warnings"].to_string().contains("30-minute gaps"), "{import}");
+    let july = ["2024-07-01", "2024-07-31"];
+    let totals = query(&app, &owner, site, july, &["visitors", "visits", "pageviews"], &[], true).await;
+    assert_eq!(rows(&totals)[0].1, vec![json!(1), json!(2), json!(3)]);
+    let regions = query(&app, &owner, site, july, &["visitors"], &["visit:region"], true).await;
+    assert_eq!(rows(&regions), vec![("CH-ZH".into(), vec![json!(1)])]);
+
     // A database that is not Umami's says so.
     let body =
         serde_json::to_vec(&json!({"database_url": url.to_string().replace(&umami.name, "postgres"), "website_id": website})).unwrap();

@@ -120,6 +120,16 @@ pub async fn add(client: &Client<'_>, ask: &Ask<'_>, out: &mut HashMap<Vec<Strin
         return Ok(Imports::Skipped { reason: "no_imported_data", warning: None });
     }
     let Some((first, last)) = ask.days else { return Ok(unsupported("a range of instants; imported data is by day")) };
+    let overlaps: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM imports WHERE site_id = $1 AND status = 'done' AND range_start <= $3 AND range_end >= $2)",
+            &[&site, &first, &last],
+        )
+        .await?
+        .get(0);
+    if !overlaps {
+        return Ok(Imports::Skipped { reason: "out_of_range", warning: None });
+    }
     if let Some(m) = ask.metrics.iter().find(|m| {
         matches!(m, Metric::ConversionRate | Metric::TimeOnPage | Metric::ScrollDepth | Metric::TotalRevenue | Metric::AverageRevenue)
     }) {

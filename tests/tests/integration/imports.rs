@@ -137,6 +137,30 @@ async fn a_plausible_export_shows_with_imports_replaces_on_reimport_and_deletes(
         .expect(200);
     assert_eq!(rows(&filtered)[0].1, vec![json!(3)]);
 
+    // Goals: an event goal reads imported custom events, a pageview goal imported pages;
+    // conversions are taken of the imported visitors.
+    for goal in [
+        json!({"kind": "event", "event_name": "Signup", "display_name": "Signed up"}),
+        json!({"kind": "pageview", "page_path": "/pricing", "display_name": "Pricing"}),
+    ] {
+        app.as_user(&owner).post(&format!("/api/sites/{site}/goals"), goal).await.expect(201);
+    }
+    let conversions = query(&app, &owner, site, JAN, &["visitors", "events", "conversion_rate"], &["event:goal"], true).await;
+    assert_eq!(
+        rows(&conversions),
+        vec![("Pricing".into(), vec![json!(4), json!(12), json!(23.53)]), ("Signed up".into(), vec![json!(3), json!(4), json!(17.65)])]
+    );
+    let one = app
+        .as_user(&owner)
+        .post(
+            "/api/v2/query",
+            json!({"site_id": site.to_string(), "metrics": ["visitors", "conversion_rate"], "date_range": JAN,
+                   "filters": [["is", "event:goal", ["Signed up"]]], "include": {"imports": true}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(rows(&one), vec![(String::new(), vec![json!(3), json!(17.65)])]);
+
     // Two tables at once cannot be answered exactly: native data and a warning.
     let mixed = app
         .as_user(&owner)

@@ -381,20 +381,29 @@ impl Engine<'_> {
                     filters: shape.filters.iter().filter(|f| !f.is_goal_condition()).cloned().collect(),
                     revenue: false,
                 };
-                let (base, _) = self.compute(&base_shape, range).await?;
+                let (mut base, _) = self.compute(&base_shape, range).await?;
+                if q.with_imported {
+                    // What imported conversions are taken of: the imported visitors of the same shape.
+                    let ask = self.ask(&[Metric::Visitors], &base_shape, range);
+                    imported::add(self.client, &ask, &mut base).await?;
+                }
                 Some(base.into_iter().map(|(k, s)| (k, s.visitors)).collect())
             }
             false => None,
         };
         let imports = match q.with_imported {
             true => {
-                let ask =
-                    Ask { site: &self.site.id, metrics: &q.metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days };
+                let ask = self.ask(&q.metrics, shape, range);
                 Some(imported::add(self.client, &ask, &mut rows).await?)
             }
             false => None,
         };
         Ok(Period { rows, bases, used, imports })
+    }
+
+    /// The part of a query imported data may answer (see [`imported::add`]).
+    fn ask<'s>(&'s self, metrics: &'s [Metric], shape: &'s Shape, range: &Range) -> Ask<'s> {
+        Ask { site: &self.site.id, metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days, goals: self.goals }
     }
 
     async fn compute(&self, shape: &Shape, range: &Range) -> Result<(HashMap<Vec<String>, Sums>, Used), StatsError> {

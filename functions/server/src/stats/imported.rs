@@ -15,7 +15,8 @@ use crate::imports::Table;
 
 use super::error::StatsError;
 use super::filters::{Params, match_sql};
-use super::request::{Dimension, Filter, Metric, TimeGrain};
+use super::goals::Goals;
+use super::request::{Dimension, Filter, Metric, Operator, TimeGrain};
 use super::response::Sums;
 
 type Client<'t> = tokio_postgres::Transaction<'t>;
@@ -109,6 +110,7 @@ pub struct Ask<'a> {
     pub grain: Option<TimeGrain>,
     /// The local days of the range; None for a range of instants.
     pub days: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    pub goals: &'a Goals,
 }
 
 /// Adds the imported sums of `ask` into `out`, or says why it did not.
@@ -130,8 +132,10 @@ pub async fn add(client: &Client<'_>, ask: &Ask<'_>, out: &mut HashMap<Vec<Strin
     if !overlaps {
         return Ok(Imports::Skipped { reason: "out_of_range", warning: None });
     }
+    let goal_shape = ask.dims.contains(&Dimension::Goal) || ask.filters.iter().any(Filter::is_goal_condition);
     if let Some(m) = ask.metrics.iter().find(|m| {
-        matches!(m, Metric::ConversionRate | Metric::TimeOnPage | Metric::ScrollDepth | Metric::TotalRevenue | Metric::AverageRevenue)
+        matches!(m, Metric::TimeOnPage | Metric::ScrollDepth | Metric::TotalRevenue | Metric::AverageRevenue)
+            || (**m == Metric::ConversionRate && !goal_shape)
     }) {
         return Ok(unsupported(m.name()));
     }
@@ -142,6 +146,9 @@ pub async fn add(client: &Client<'_>, ask: &Ask<'_>, out: &mut HashMap<Vec<Strin
         Some(TimeGrain::Month) => "to_char(date_trunc('month', date::timestamp), 'YYYY-MM-DD')".to_owned(),
         Some(TimeGrain::Day | TimeGrain::Auto) => "to_char(date, 'YYYY-MM-DD')".to_owned(),
     };
+    if goal_shape {
+        return goals(client, ask, (first, last), &bucket, out).await;
+    }
     let mut tables = Vec::new();
     for d in ask.dims.iter().filter(|d| !matches!(d, Dimension::Time(_))) {
         match column(d) {
@@ -219,6 +226,69 @@ pub async fn add(client: &Client<'_>, ask: &Ask<'_>, out: &mut HashMap<Vec<Strin
             events: r.get(n + 5),
             ..Sums::default()
         };
+        out.entry(key).or_default().add(&sums);
+    }
+    Ok(Imports::Included)
+}
+
+/// Goals from imported data: an event goal is its event name's row in
+/// imported_custom_events, a pageview goal the imported_pages rows its path
+/// pattern matches (their pageviews are its events; a visitor of two
+/// matching pages counts twice, as in Plausible's own imported goals). The
+/// goal dimension, alone or with time, and top-level `is` goal filters
+/// naming one goal, or all of them when the goal is the dimension.
+async fn goals(
+    client: &Client<'_>,
+    ask: &Ask<'_>,
+    (first, last): (chrono::NaiveDate, chrono::NaiveDate),
+    bucket: &str,
+    out: &mut HashMap<Vec<String>, Sums>,
+) -> Result<Imports, StatsError> {
+    if ask.dims.iter().any(|d| !matches!(d, Dimension::Goal | Dimension::Time(_))) {
+        return Ok(unsupported("the goal with another dimension"));
+    }
+    if ask.metrics.iter().any(|m| !matches!(m, Metric::Visitors | Metric::Events | Metric::ConversionRate)) {
+        return Ok(unsupported("goals hold visitors and events only"));
+    }
+    let mut named: Option<Vec<&String>> = None;
+    for f in ask.filters {
+        match f {
+            Filter::Condition { op: Operator::Is, dimension: Dimension::Goal, values } => named = Some(values.iter().collect()),
+            _ => return Ok(unsupported("a goal filter other than `is`, or another filter beside it")),
+        }
+    }
+    let by_dim = ask.dims.contains(&Dimension::Goal);
+    if !by_dim && named.as_ref().is_none_or(|n| n.len() != 1) {
+        return Ok(unsupported("conversions of several goals at once"));
+    }
+    let chosen = ask.goals.goals.iter().filter(|g| named.as_ref().is_none_or(|n| n.contains(&&g.display_name)));
+    let (names, kinds, patterns, events) = Goals::by_name_arrays(chosen);
+    let mut params = Params::default();
+    let site = params.push(*ask.site.as_uuid(), "::uuid");
+    let (first, last) = (params.push(first, "::date"), params.push(last, "::date"));
+    let goals = format!(
+        "unnest({}, {}, {}, {}) AS g(name, kind, pattern, event_name)",
+        params.push(names, "::text[]"),
+        params.push(kinds, "::text[]"),
+        params.push(patterns, "::text[]"),
+        params.push(events, "::text[]")
+    );
+    let done = format!("import_id IN (SELECT id FROM imports WHERE site_id = {site} AND status = 'done')");
+    let sql = format!(
+        "SELECT {bucket}, g.name, sum(x.visitors)::bigint, sum(x.events)::bigint
+         FROM {goals} CROSS JOIN LATERAL (
+             SELECT date, visitors, events FROM imported_custom_events
+             WHERE site_id = {site} AND date BETWEEN {first} AND {last} AND {done} AND g.kind <> 'pageview' AND name = g.event_name
+             UNION ALL
+             SELECT date, visitors, pageviews FROM imported_pages
+             WHERE site_id = {site} AND date BETWEEN {first} AND {last} AND {done} AND g.kind = 'pageview' AND page LIKE g.pattern
+         ) x
+         GROUP BY 1, 2"
+    );
+    for r in &client.query(&sql, &params.refs()).await? {
+        let (time, goal): (String, String) = (r.get(0), r.get(1));
+        let key = ask.dims.iter().map(|d| if *d == Dimension::Goal { goal.clone() } else { time.clone() }).collect();
+        let sums = Sums { visitors: r.get(2), events: r.get(3), ..Sums::default() };
         out.entry(key).or_default().add(&sums);
     }
     Ok(Imports::Included)

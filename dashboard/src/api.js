@@ -14,11 +14,13 @@ export class ApiError extends Error {
 
 async function send(method, path, body, token) {
   const headers = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
+  // A File or Blob (an import upload) goes as it is; anything else as JSON.
+  const raw = typeof Blob !== "undefined" && body instanceof Blob;
+  if (body !== undefined) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
   if (token) headers.authorization = "Bearer " + token;
   let res;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : raw ? body : JSON.stringify(body), credentials: "same-origin" });
   } catch {
     throw new ApiError(0, "The server cannot be reached. Check your connection and try again.");
   }

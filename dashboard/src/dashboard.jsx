@@ -76,14 +76,17 @@ function valueLabel(dimension, value) {
   return value;
 }
 
-export function Dashboard({ site, params, q = query, basePath, shared = false }) {
+export function Dashboard({ site, params, q: plainQ = query, basePath, shared = false }) {
   const range = dateRange(params);
   const filters = readFilters(params);
   const compare = params.compare === "1";
+  // "Include imported data" (`imports=1` in the URL): every query asks for include.imports.
+  const withImports = params.imports === "1";
+  const q = withImports ? (body) => plainQ({ ...body, include: { ...(body.include || {}), imports: true } }) : plainQ;
   const metric = TOP_METRICS.includes(params.metric) ? params.metric : "visitors";
   const interval = params.interval || defaultInterval(range);
   const base = { site_id: site.domain, date_range: range, filters };
-  const key = JSON.stringify([site.domain, range, filters, compare]);
+  const key = JSON.stringify([site.domain, range, filters, compare, withImports]);
   const here = basePath || `/site/${encodeURIComponent(site.domain)}`;
   const set = (changes) => navigate(here, { ...params, ...changes });
   const addFilter = (dimension, value) => {
@@ -108,6 +111,10 @@ export function Dashboard({ site, params, q = query, basePath, shared = false })
         <label class="check">
           <input type="checkbox" checked={compare} onChange={(e) => set({ compare: e.currentTarget.checked ? "1" : undefined })} />
           Compare with previous period
+        </label>
+        <label class="check">
+          <input type="checkbox" checked={withImports} onChange={(e) => set({ imports: e.currentTarget.checked ? "1" : undefined })} />
+          Include imported data
         </label>
         {!shared && <a class="button" href={href(`/site/${encodeURIComponent(site.domain)}/realtime`)}>Realtime</a>}
         {!shared && site.role && !["viewer", "billing"].includes(site.role) && (
@@ -193,13 +200,17 @@ function TopStats({ q, base, dep, compare, metric, onPick }) {
       <Loaded state={state}>
         {(data) => {
           const row = data.results[0] || { metrics: TOP_METRICS.map(() => 0) };
-          return TOP_METRICS.map((m, i) => (
+          const stats = TOP_METRICS.map((m, i) => (
             <button type="button" class={m === metric ? "stat active" : "stat"} aria-pressed={m === metric} onClick={() => onPick(m)}>
               <span class="stat-label">{METRIC_LABELS[m]}</span>
               <span class="stat-value">{metricValue(m, row.metrics[i])}</span>
               {row.comparison && <Change metric={m} change={row.comparison.change[i]} />}
             </button>
           ));
+          // The answer says whether imported data is in it (and why not).
+          if (data.meta.imports_included) stats.push(<span class="badge" role="status">Includes imported data</span>);
+          else if (data.meta.imports_warning) stats.push(<span class="badge muted" role="status">{data.meta.imports_warning}</span>);
+          return stats;
         }}
       </Loaded>
     </section>

@@ -6,6 +6,7 @@ import { api } from "./api.js";
 import { href, navigate } from "./router.js";
 import { Confirm, Copy, Form, Input, Loaded, Notice, Select, downloadJson, useLoad } from "./ui.jsx";
 import { MailSection } from "./mail.jsx";
+import { Imports } from "./imports.jsx";
 import { VisitorRequests } from "./visitor_requests.jsx";
 
 const lines = (text) =>
@@ -117,6 +118,7 @@ export function SiteSettings({ site, onChanged }) {
           <Input label="Password (optional)" name="password" type="password" autocomplete="new-password" />
         </Form>
       </section>
+      {["owner", "admin"].includes(site.role) && <Imports site={site} />}
       {["owner", "admin"].includes(site.role) && <VisitorRequests site={site} />}
       <section class="card danger-zone" aria-labelledby="danger">
         <h2 id="danger">Delete this site</h2>

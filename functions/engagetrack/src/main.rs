@@ -97,6 +97,25 @@ enum Command {
     SpikeAlerts,
     /// Classify JSON lines {"ua","ip","url","referrer"} from stdin as the edge would.
     Enrich,
+    /// Import another tool's data into a site (see README "Imports"); prints
+    /// progress on stderr and the finished import as JSON.
+    Import {
+        /// plausible | ga4 | ga4-bigquery | umami | umami-db
+        source: String,
+        /// The site's domain or id.
+        #[arg(long)]
+        site: String,
+        /// The export file, or for umami-db the database URL.
+        target: String,
+        /// First day to keep (YYYY-MM-DD); default the file's own range. Needed for umami-db.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Umami's website id (umami-db).
+        #[arg(long)]
+        website_id: Option<uuid::Uuid>,
+    },
     /// Notices to account holders (a privacy policy change): shown in the
     /// dashboard until dismissed; material ones are also mailed.
     Notice {
@@ -244,6 +263,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", Job::SendMail.run(&state, chrono::Utc::now()).await?);
         }
         Command::Notice { action } => notice(&cli, action).await?,
+        Command::Import { source, site, target, from, to, website_id } => {
+            let db = database(&cli).await?;
+            let state = state(&cli, &db.url, AppConfig::default()).await?;
+            import(&state.pool, source, site, target, (*from, *to), *website_id).await?;
+        }
         Command::Retention => {
             let db = database(&cli).await?;
             let state = state(&cli, &db.url, AppConfig::default()).await?;
@@ -257,6 +281,60 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", job.run(&state, chrono::Utc::now()).await?);
         }
     }
+    Ok(())
+}
+
+/// `engagetrack import …`: runs the import, polling its progress meanwhile.
+async fn import(
+    pool: &db::Pool,
+    source: &str,
+    site: &str,
+    target: &str,
+    range: (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
+    website_id: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
+    use engagetrack_server::imports::{self, SourceKind, store};
+    let source = SourceKind::parse(source)?;
+    let range = match range {
+        (Some(a), Some(b)) => Some((a, b)),
+        (None, None) => None,
+        _ => anyhow::bail!("give both --from and --to, or neither"),
+    };
+    let site_id = store::site_by_ref(pool, site).await?.with_context(|| format!("no site `{site}`"))?;
+    let run = {
+        let pool = pool.clone();
+        let target = target.to_owned();
+        tokio::spawn(async move {
+            if source == SourceKind::UmamiDb {
+                let website = website_id.context("umami-db needs --website-id")?;
+                let (from, to) = range.context("umami-db needs --from and --to")?;
+                let origin = "umami database".to_owned();
+                let new = store::NewImport { site_id, source, origin, started_by: None, bytes_total: 0 };
+                let read = imports::umami::read_database(&target, website, from, to);
+                Ok::<_, anyhow::Error>(imports::run(&pool, new, range, read).await?)
+            } else {
+                let bytes = std::fs::read(&target).with_context(|| format!("cannot read {target}"))?;
+                let name = std::path::Path::new(&target).file_name().map_or(target.clone(), |n| n.to_string_lossy().into_owned());
+                let new = store::NewImport { site_id, source, origin: name.clone(), started_by: None, bytes_total: bytes.len() as i64 };
+                Ok(imports::run_file(&pool, new, range, name, bytes).await?)
+            }
+        })
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let finished = loop {
+        tick.tick().await;
+        if run.is_finished() {
+            break run.await??;
+        }
+        if let Some(i) = store::list(pool, site_id).await?.into_iter().find(|i| i.status == "running") {
+            eprintln!("{}: {} of {} rows", i.origin, i.rows_done, i.rows_total);
+        }
+    };
+    eprintln!("{}: done, {} rows for {}..{}", finished.origin, finished.rows_done, finished.range_start, finished.range_end);
+    for w in &finished.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{}", serde_json::to_string(&finished)?);
     Ok(())
 }
 

@@ -188,12 +188,13 @@ pub async fn stats_version(pool: &Pool, site: &StatsSite, now: DateTime<Utc>) ->
                      FROM daily_rollups WHERE site_id = $1 AND dimension = '' AND value = '' AND day < $4),
                     (SELECT md5(coalesce(string_agg(day::text || '@' || extract(epoch FROM marked_at)::text, ',' ORDER BY day), ''))
                      FROM rollup_dirty WHERE site_id = $1),
-                    (SELECT md5(coalesce(string_agg(g::text, ',' ORDER BY g.id), '')) FROM goals g WHERE g.site_id = $1)",
+                    (SELECT md5(coalesce(string_agg(g::text, ',' ORDER BY g.id), '')) FROM goals g WHERE g.site_id = $1),
+                    (SELECT md5(coalesce(string_agg(i.id::text || '@' || i.status, ',' ORDER BY i.id), '')) FROM imports i WHERE i.site_id = $1)",
             &[site.id.as_uuid(), &now, &site.timezone, &today_utc],
         )
         .await?;
-    let (rollups, dirty, goals): (String, String, String) = (row.get(1), row.get(2), row.get(3));
-    Ok(StatsVersion { today_local: row.get(0), today_utc, data: format!("r{rollups}.d{dirty}.g{goals}") })
+    let (rollups, dirty, goals, imports): (String, String, String, String) = (row.get(1), row.get(2), row.get(3), row.get(4));
+    Ok(StatsVersion { today_local: row.get(0), today_utc, data: format!("r{rollups}.d{dirty}.g{goals}.i{imports}") })
 }
 
 /// An answer as JSON: from the cache, or fresh from the engine.

@@ -15,6 +15,7 @@ pub mod edge_publish;
 pub mod error;
 pub mod field_cipher;
 pub mod group_commit;
+pub mod imports;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;

@@ -120,6 +120,10 @@ const MATRIX: &[(&str, &str, Need)] = &[
     ("POST", "/api/sites/{site_id}/visitor-requests/find", Site(AnswerVisitorRequests)),
     ("POST", "/api/sites/{site_id}/visitor-requests/export", Site(AnswerVisitorRequests)),
     ("POST", "/api/sites/{site_id}/visitor-requests/erase", Site(AnswerVisitorRequests)),
+    ("POST", "/api/sites/{site_id}/imports", Site(ImportData)),
+    ("GET", "/api/sites/{site_id}/imports", Site(ImportData)),
+    ("GET", "/api/sites/{site_id}/imports/{import_id}", Site(ImportData)),
+    ("DELETE", "/api/sites/{site_id}/imports/{import_id}", Site(ImportData)),
 ];
 
 async fn openapi_operations(app: &TestApp) -> BTreeSet<(String, String)> {
@@ -289,6 +293,7 @@ fn fill(path: &str, w: &World) -> String {
             "{invitation_id}" => w.invitation.to_string(),
             "{key_id}" => w.api_key.to_string(),
             "{link_id}" => w.shared_link.to_string(),
+            "{import_id}" => Uuid::new_v4().to_string(),
             "{id}" => id_for(segments[i - 1]).to_string(),
             other => other.to_owned(),
         };

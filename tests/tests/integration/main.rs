@@ -17,6 +17,7 @@ mod durability;
 mod edge_to_lambda;
 mod edge_worker;
 mod funnels;
+mod imports;
 mod ingest_batch;
 mod lambdas;
 mod mail;

@@ -29,6 +29,8 @@ pub enum Permission {
     ManageBilling,
     /// Find, export and erase one visitor's events (visitor requests).
     AnswerVisitorRequests,
+    /// Import data from other tools and delete imports (people, not API keys).
+    ImportData,
     /// Rename or delete the organisation, change owners.
     OwnOrganization,
 }

@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use super::error::StatsError;
 use super::filters::{Params, filters_sql, grouping};
 use super::goals::Goals;
+use super::imported::{self, Ask, Imports};
 use super::request::{DateRange, Dimension, Direction, Filter, Metric, OrderKey, Preset, Query, QueryRequest, TimeGrain, MAX_HOUR_BUCKETS, MAX_RANGE_DAYS};
 use super::response::{ComparisonRow, Meta, QueryResponse, ResultRow, Sums, change};
 use super::sessions::{Aggregate, session_events_sql, sessions_sql};
@@ -137,6 +138,15 @@ async fn answer(
             total_rows: q.total_rows.then_some(total_rows),
             comparison_date_range: previous.as_ref().map(|(p, _)| [p.start.to_rfc3339(), p.end.to_rfc3339()]),
             source: used.name().to_owned(),
+            imports_included: current.imports.as_ref().map(|i| *i == Imports::Included),
+            imports_skip_reason: match &current.imports {
+                Some(Imports::Skipped { reason, .. }) => Some((*reason).to_owned()),
+                _ => None,
+            },
+            imports_warning: match &current.imports {
+                Some(Imports::Skipped { warning, .. }) => warning.clone(),
+                _ => None,
+            },
         },
         query: json!({
             "site_id": request.site_id, "metrics": request.metrics,
@@ -319,6 +329,8 @@ struct Period {
     rows: HashMap<Vec<String>, Sums>,
     bases: Option<HashMap<Vec<String>, i64>>,
     used: Used,
+    /// With `include.imports`: whether the imported sums are in `rows`.
+    imports: Option<Imports>,
 }
 
 impl Period {
@@ -360,7 +372,7 @@ struct Engine<'a> {
 
 impl Engine<'_> {
     async fn period(&self, q: &Query, shape: &Shape, range: &Range) -> Result<Period, StatsError> {
-        let (rows, used) = self.compute(shape, range).await?;
+        let (mut rows, used) = self.compute(shape, range).await?;
         let bases = match q.metrics.contains(&Metric::ConversionRate) {
             true => {
                 // Visitors of the same breakdown without the goal: what converted is taken of it.
@@ -369,12 +381,29 @@ impl Engine<'_> {
                     filters: shape.filters.iter().filter(|f| !f.is_goal_condition()).cloned().collect(),
                     revenue: false,
                 };
-                let (base, _) = self.compute(&base_shape, range).await?;
+                let (mut base, _) = self.compute(&base_shape, range).await?;
+                if q.with_imported {
+                    // What imported conversions are taken of: the imported visitors of the same shape.
+                    let ask = self.ask(&[Metric::Visitors], &base_shape, range);
+                    imported::add(self.client, &ask, &mut base).await?;
+                }
                 Some(base.into_iter().map(|(k, s)| (k, s.visitors)).collect())
             }
             false => None,
         };
-        Ok(Period { rows, bases, used })
+        let imports = match q.with_imported {
+            true => {
+                let ask = self.ask(&q.metrics, shape, range);
+                Some(imported::add(self.client, &ask, &mut rows).await?)
+            }
+            false => None,
+        };
+        Ok(Period { rows, bases, used, imports })
+    }
+
+    /// The part of a query imported data may answer (see [`imported::add`]).
+    fn ask<'s>(&'s self, metrics: &'s [Metric], shape: &'s Shape, range: &Range) -> Ask<'s> {
+        Ask { site: &self.site.id, metrics, dims: &shape.dims, filters: &shape.filters, grain: self.grain, days: range.days, goals: self.goals }
     }
 
     async fn compute(&self, shape: &Shape, range: &Range) -> Result<(HashMap<Vec<String>, Sums>, Used), StatsError> {

@@ -125,6 +125,11 @@ fn condition_sql(op: Operator, dimension: &Dimension, values: &[String], params:
         // Refused by the parser; a false condition if it ever got here.
         Dimension::Goal | Dimension::Time(_) => return "false".into(),
     };
+    match_sql(op, &column, values, params)
+}
+
+/// `column` against the values under `op` (also the imported tables' test).
+pub fn match_sql(op: Operator, column: &str, values: &[String], params: &mut Params) -> String {
     let (test, values): (&str, Vec<String>) = match op {
         Operator::Is | Operator::IsNot => ("=", values.to_vec()),
         Operator::Contains | Operator::ContainsNot => ("LIKE", values.iter().map(|v| format!("%{}%", escape_like(v))).collect()),

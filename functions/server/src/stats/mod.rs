@@ -10,6 +10,7 @@ mod export;
 pub mod filters;
 pub mod funnels;
 pub mod goals;
+mod imported;
 mod realtime;
 pub mod request;
 pub mod response;

@@ -132,6 +132,15 @@ pub struct Meta {
     pub comparison_date_range: Option<[String; 2]>,
     /// Where the numbers came from: `rollups`, `raw` or `mixed`.
     pub source: String,
+    /// With `include.imports`: whether imported data is in the numbers
+    /// (Plausible's names), why not, and a warning when the query's shape
+    /// is one imported data cannot answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imports_included: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imports_skip_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imports_warning: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod auth;
 pub mod billing;
+pub mod imports;
 pub mod mail;
 pub mod notices;
 pub mod oauth;
@@ -93,6 +94,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(mail::router())
         .merge(notices::router())
         .merge(visitor_requests::router())
+        .merge(imports::router())
         .split_for_parts();
     // After the merge: the paths exist only now.
     CommonResponses.modify(&mut doc);

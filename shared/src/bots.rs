@@ -31,11 +31,39 @@ const HOSTING_ASNS: &str = include_str!("../data/hosting-asns.tsv");
 const AUTOMATION_MARKERS: &[&str] =
     &["HeadlessChrome", "PhantomJS", "Puppeteer", "Playwright", "Selenium", "WebDriver", "Lighthouse", "Cypress", "jsdom", "SlimerJS"];
 
-/// Text that isbot's or Crawler-Detect's generic rules take for a bot but
-/// that real browsers and apps send, found on the isbot crate's
-/// `browsers.txt` human list (README, "Bot rules"). A UA holding one is
-/// checked against those two lists with the text removed.
-const HUMAN_TOKENS: &[&str] = &[];
+/// Text the lists' generic rules take for a bot but that real browsers,
+/// phones and TVs send, found on two human lists (Matomo's browser fixtures
+/// and the isbot crate's `browsers.txt`; README, "Bot rules"). A UA holding
+/// one is not looked up in the lists (automation markers still count).
+const HUMAN_TOKENS: &[&str] = &[
+    "CE-HTML/1.0",   // smart TVs (isbot: `\w+/1\.0;`)
+    "ce-html/1.0",   // HbbTV
+    ".Catcher",      // Hisense TVs' OMI build (isbot: `catch`)
+    "Cronet/",       // Chromium's network stack in apps (Crawler-Detect: `Cron`)
+    "JavaPlatform/", // Sony Ericsson feature phones (isbot: `java(?!;)`)
+    "Java/Jbed",
+    "HotJava/",
+    "Build/CUBOT", // CUBOT phones (isbot: `bots?`)
+    "M bot ",      // Irbis "M bot" phones and tablets
+    "M_bot_",
+    "SogouMobileBrowser", // Sogou's browser (crawler-user-agents: `Sogou`)
+    "SogouMSE",
+    "HTTP PGDL", // MediaTek MAUI feature phones (isbot: `http`)
+    "HTTPS)",
+    "MAUI ()",
+    "dv(iPh",        // UC Browser for iOS (isbot: `\(\w+,`)
+    "Google Earth/", // (isbot: `google`)
+    "Discovery II",  // phone models (isbot: `discovery`)
+    "Discovery DG",
+    "chromeframe",       // IE with Chrome Frame (isbot: `frame`)
+    "Microsoft Office ", // Office apps (Crawler-Detect: `Microsoft Office`)
+    "WAP Browser",       // feature phones (isbot: `browser/1\.0`, `http`)
+    "WAP-Browser/",
+    "REX/1.0;", // BREW phones (isbot: `\w+/1\.0;`)
+    "webOS/1.0;",
+    "Google TV", // Android TVs (isbot: `google`)
+    "yandexstation",
+];
 
 /// A vendored list a UA was found on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +190,9 @@ fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, PatternError> {
         .case_insensitive(case_insensitive)
         .unicode(false)
         .size_limit(64 << 20)
+        // Room for the lazy DFA of a thousand-pattern alternation: with the
+        // default it gives up and falls back to a slower engine (~100× per UA).
+        .dfa_size_limit(16 << 20)
         .build()
         .map_err(|e| PatternError { pattern: pattern.to_owned(), reason: e.to_string() })
 }
@@ -330,19 +361,15 @@ impl BotFilter {
     }
 
     fn listed(&self, ua: &str) -> Option<BotReason> {
-        let (first, rest) = self.lists.split_first()?;
-        if let Some(m) = first.find(ua) {
-            return Some(BotReason::CrawlerList(m));
+        if HUMAN_TOKENS.iter().any(|t| ua.contains(t)) {
+            return None;
         }
-        let cleaned;
-        let ua = match HUMAN_TOKENS.iter().find(|t| ua.contains(**t)) {
-            Some(_) => {
-                cleaned = HUMAN_TOKENS.iter().fold(ua.to_owned(), |u, t| u.replace(t, " "));
-                cleaned.as_str()
-            }
-            None => ua,
-        };
-        rest.iter().find_map(|l| l.find(ua).map(|m| BotReason::Listed(l.list, m)))
+        self.lists.iter().find_map(|l| {
+            l.find(ua).map(|m| match l.list {
+                BotList::CrawlerUserAgents => BotReason::CrawlerList(m),
+                list => BotReason::Listed(list, m),
+            })
+        })
     }
 
     /// The name of a hosting network, if `asn` is one.

@@ -204,12 +204,23 @@ fn os_name(os: &str, version: &str, ua: &str) -> (Option<String>, Option<String>
 
 /// woothee's categories, with tablets told apart: iPads, and Android
 /// devices without "Mobile" in their UA (Google's own convention).
+/// Android tablets that do say "Mobile", and e-readers, by their model tokens.
+const TABLET_MODELS: &[&str] = &["SM-T", "SM-X", "SM-P", "Galaxy Tab", "MediaPad", "MatePad", "Lenovo TB", "Lenovo YT", "Kindle", "Silk/", "KFTT", "KFOT", "KFJW", "KFSOWI", "KFTHW", "KFAP", "Nexus 7", "Nexus 10", "Pixel Tablet", "Tab ", "Tab)", "Tab;", "TabS", "Pad ", "Pad;", "Pad)", "PocketBook"];
+/// Phones whose UA woothee reads as a PC or not at all.
+const PHONE_TOKENS: &[&str] = &["Windows Phone", "Lumia", "UCWEB", "Adr ", "MIDP", "Opera Mini", "J2ME", "Series60", "SymbianOS", "BlackBerry", "KaiOS", "Tizen", "Mobile"];
+
 fn device(category: &str, ua: &str) -> Option<Device> {
-    let tablet = ua.contains("iPad") || ua.contains("Tablet") || (ua.contains("Android") && !ua.contains("Mobile"));
+    let model_tablet = TABLET_MODELS.iter().any(|t| ua.contains(t));
+    let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile"));
+    let phone = || PHONE_TOKENS.iter().any(|t| ua.contains(t));
     match category {
+        "pc" if model_tablet => Some(Device::Tablet),
+        "pc" if phone() => Some(Device::Mobile),
         "pc" => Some(Device::Desktop),
         "smartphone" | "mobilephone" if tablet => Some(Device::Tablet),
         "smartphone" | "mobilephone" => Some(Device::Mobile),
+        _ if model_tablet => Some(Device::Tablet),
+        _ if phone() => Some(Device::Mobile),
         _ => None,
     }
 }

@@ -10,8 +10,23 @@
 # - es6-crawler-detect (npm; a port of JayBizzle's Crawler-Detect) MIT
 # Matomo's device-detector lists are LGPL: they are used to measure
 # (tools/ua-eval/fixtures.sh), never vendored.
+#
+# `scripts/vendor-data.sh hosting-ranges FILE` instead writes the IP ranges of
+# the networks in shared/data/hosting-asns.tsv, from npm @ip-location-db/asn
+# (CC BY 4.0: RouteViews, NRO, DB-IP; its npm copy is no longer updated), as
+# `start,end,asn` lines for ENGAGETRACK_HOSTING_RANGES (not committed: ~20,000 rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ ${1:-} == hosting-ranges ]]; then
+  out=${2:?usage: vendor-data.sh hosting-ranges FILE}
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent @ip-location-db/asn@2.3.2026061719 >/dev/null && tar xzf ./*.tgz)
+  awk -F'\t' 'NR == FNR { if ($1 ~ /^[0-9]+$/) keep[$1] = 1; next } keep[$3] { print $1 "," $2 "," $3 }' \
+    shared/data/hosting-asns.tsv FS=, "$tmp"/package/asn-ipv4.csv "$tmp"/package/asn-ipv6.csv > "$out"
+  wc -l "$out"
+  exit 0
+fi
 
 CUA_VERSION=1.67.0
 ISBOT_VERSION=5.2.4

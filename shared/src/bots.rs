@@ -307,12 +307,21 @@ impl BotFilter {
     }
 
     pub fn try_new() -> Result<Self, PatternError> {
-        let lists = vec![
-            // crawler-user-agents is matched case-sensitively, as its own tests do.
-            PatternList::new(BotList::CrawlerUserAgents, CRAWLER_USER_AGENTS, false, None)?,
-            PatternList::new(BotList::Isbot, ISBOT, true, None)?,
-            PatternList::new(BotList::CrawlerDetect, CRAWLER_DETECT, true, Some(CRAWLER_DETECT_EXCLUSIONS))?,
-        ];
+        Self::with_lists(&[BotList::CrawlerUserAgents, BotList::Isbot, BotList::CrawlerDetect])
+    }
+
+    /// Only some of the lists: `tools/ua-eval` measures each source alone
+    /// and leaves one out (`UA_EVAL_LISTS`), to show which corpus a list was tuned on.
+    pub fn with_lists(which: &[BotList]) -> Result<Self, PatternError> {
+        let mut lists = Vec::new();
+        for list in which {
+            lists.push(match list {
+                // crawler-user-agents is matched case-sensitively, as its own tests do.
+                BotList::CrawlerUserAgents => PatternList::new(*list, CRAWLER_USER_AGENTS, false, None)?,
+                BotList::Isbot => PatternList::new(*list, ISBOT, true, None)?,
+                BotList::CrawlerDetect => PatternList::new(*list, CRAWLER_DETECT, true, Some(CRAWLER_DETECT_EXCLUSIONS))?,
+            });
+        }
         let spam = REFERRER_SPAM
             .lines()
             .map(str::trim)

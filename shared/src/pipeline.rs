@@ -66,6 +66,12 @@ impl Pipeline {
         Self { geo, ..Self::default() }
     }
 
+    /// Another bot filter (`tools/ua-eval` compares lists with it).
+    pub fn with_bot_filter(mut self, bots: BotFilter) -> Self {
+        self.bots = bots;
+        self
+    }
+
     /// Hosting networks' IP ranges, for requests whose ASN the caller does not know.
     pub fn with_hosting_ranges(mut self, hosting: HostingRanges) -> Self {
         self.hosting = hosting;

@@ -112,7 +112,23 @@ fn main() {
 
 fn corpora(paths: &[String]) {
     let started = Instant::now();
-    let pipeline = shared::Pipeline::default();
+    // `UA_EVAL_LISTS=isbot,crawler-detect`: only those bot lists (leave-one-out figures).
+    let pipeline = match std::env::var("UA_EVAL_LISTS") {
+        Ok(names) => {
+            use shared::bots::{BotFilter, BotList};
+            let lists: Vec<BotList> = names
+                .split(',')
+                .map(|n| match n.trim() {
+                    "crawler-user-agents" => BotList::CrawlerUserAgents,
+                    "isbot" => BotList::Isbot,
+                    "crawler-detect" => BotList::CrawlerDetect,
+                    other => panic!("UA_EVAL_LISTS: unknown list {other}"),
+                })
+                .collect();
+            shared::Pipeline::default().with_bot_filter(BotFilter::with_lists(&lists).expect("lists compile"))
+        }
+        Err(_) => shared::Pipeline::default(),
+    };
     println!("pipeline built in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let show: Vec<String> = std::env::var("UA_EVAL_SHOW").unwrap_or_default().split(',').map(str::to_owned).collect();
     let cell = |s: &ua_eval::Score| s.pct().map_or_else(|| "—".to_owned(), |p| format!("{p:.1}% ({})", s.n));

@@ -189,7 +189,6 @@ fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, PatternError> {
     RegexBuilder::new(pattern)
         .case_insensitive(case_insensitive)
         .unicode(false)
-        .size_limit(64 << 20)
         // Room for the lazy DFA of a thousand-pattern alternation: with the
         // default it gives up and falls back to a slower engine (~100× per UA).
         .dfa_size_limit(16 << 20)
@@ -257,15 +256,18 @@ impl PatternList {
             if p.contains("(?<!") || p.contains("(?!") || p.contains("(?=") || p.contains("(?<=") {
                 guards.push(guarded(p, case_insensitive)?);
             } else {
-                // Each pattern alone first, so a bad one is named.
-                build(p, case_insensitive)?;
-                plain.push(format!("(?:{p})"));
+                plain.push(p);
             }
         }
         let strip = strip
             .map(|s| build(&s.lines().filter(|l| !l.is_empty()).map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|"), true))
             .transpose()?;
-        Ok(Self { list, plain: build(&plain.join("|"), case_insensitive)?, guarded: guards, strip })
+        let alternation = plain.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
+        let plain = build(&alternation, case_insensitive).map_err(|e| {
+            // Name the pattern at fault rather than the whole alternation.
+            plain.iter().find_map(|p| build(p, case_insensitive).err()).unwrap_or(e)
+        })?;
+        Ok(Self { list, plain, guarded: guards, strip })
     }
 
     /// The matched text, widened to whole characters.

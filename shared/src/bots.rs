@@ -340,7 +340,13 @@ impl BotFilter {
 
     /// Everything the request shows; `pageviews` is how many pageviews this
     /// visitor sent within [`PACE_WINDOW_MS`], this one included (from [`Pace`]).
-    pub fn check_request(&self, user_agent: &str, referrer: Option<&Url>, signals: &RequestSignals<'_>, pageviews: Option<u32>) -> Option<BotReason> {
+    pub fn check_request(
+        &self,
+        user_agent: &str,
+        referrer: Option<&Url>,
+        signals: &RequestSignals<'_>,
+        pageviews: Option<u32>,
+    ) -> Option<BotReason> {
         let ua = user_agent.trim();
         if ua.is_empty() {
             return Some(BotReason::EmptyUserAgent);
@@ -597,7 +603,11 @@ mod tests {
 
     #[test]
     fn hosting_ranges_keep_hosting_networks_only() {
-        let csv = "1.0.0.0,1.0.0.255,13335,Cloudflare\n3.0.0.0,3.127.255.255,16509,Amazon\n2a01:4f8::,2a01:4f8:ffff:ffff:ffff:ffff:ffff:ffff,24940,Hetzner\n";
+        let csv = concat!(
+            "1.0.0.0,1.0.0.255,13335,Cloudflare\n",
+            "3.0.0.0,3.127.255.255,16509,Amazon\n",
+            "2a01:4f8::,2a01:4f8:ffff:ffff:ffff:ffff:ffff:ffff,24940,Hetzner\n",
+        );
         let r = HostingRanges::parse(csv).unwrap();
         assert_eq!(r.len(), 2, "the CDN is left out");
         assert_eq!(r.lookup("3.5.1.2".parse().unwrap()), Some(16509));

@@ -111,7 +111,14 @@ impl Pipeline {
 
     /// [`Pipeline::anonymise`] with the request's Client Hints, which name the
     /// browser, OS and device better than the User-Agent.
-    pub fn anonymise_with(&self, beacon: Beacon, visit: Visit<'_>, signals: &RequestSignals<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
+    pub fn anonymise_with(
+        &self,
+        beacon: Beacon,
+        visit: Visit<'_>,
+        signals: &RequestSignals<'_>,
+        salt: &Salt,
+        id: EventId,
+    ) -> AnonymisedEvent {
         let referrer = external_referrer(&beacon.page, beacon.referrer.as_ref());
         let utm = utm_parameters(&beacon.page);
         let (enrichment, _) = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit.user_agent, signals, Some(visit.ip));

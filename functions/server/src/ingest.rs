@@ -150,7 +150,13 @@ impl Ingest {
 
     /// [`Ingest::accept`] for a browser's request: its other headers count
     /// for the bot rules and the Client Hints name the browser.
-    pub async fn accept_request(&self, body: &[u8], visit: Visit<'_>, signals: &RequestSignals<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+    pub async fn accept_request(
+        &self,
+        body: &[u8],
+        visit: Visit<'_>,
+        signals: &RequestSignals<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
         let beacon = Beacon::parse(body)?;
         if !self.check_site(beacon.site).await?.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) {
             return Ok(Accepted::Filtered);

@@ -150,7 +150,8 @@ pub fn load_pipeline_with(geo_files: &[PathBuf], read: Vec<(String, Vec<u8>)>) -
     // Optional: without it the local ingest has no hosting-network signal (the edge has `cf.asn`).
     let Some(path) = std::env::var_os(HOSTING_RANGES_ENV).map(PathBuf::from) else { return Ok(pipeline) };
     let text = std::fs::read_to_string(&path).map_err(|e| StateError::HostingRanges { path: path.clone(), reason: e.to_string() })?;
-    let ranges = shared::bots::HostingRanges::parse(&text).map_err(|e| StateError::HostingRanges { path: path.clone(), reason: e.to_string() })?;
+    let ranges =
+        shared::bots::HostingRanges::parse(&text).map_err(|e| StateError::HostingRanges { path: path.clone(), reason: e.to_string() })?;
     tracing::info!(ranges = ranges.len(), "hosting network ranges loaded");
     Ok(pipeline.with_hosting_ranges(ranges))
 }

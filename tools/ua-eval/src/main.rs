@@ -101,7 +101,7 @@ impl Candidate for UaParser {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("parsers") => parsers(args.get(1).expect("usage: ua-eval parsers <uap-core dir>")),
+        Some("parsers") => parsers(args.get(1).expect("usage: ua-eval parsers <uap-core dir> [CORPUS.jsonl…]"), &args[2..]),
         Some(_) => corpora(&args),
         None => {
             eprintln!("usage: ua-eval CORPUS.jsonl… | ua-eval parsers <uap-core dir>");
@@ -167,7 +167,7 @@ fn corpora(paths: &[String]) {
     }
 }
 
-fn parsers(dir: &str) {
+fn parsers(dir: &str, corpora: &[String]) {
     let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"));
     let uas: Cases<UaCase> = serde_yaml::from_str(&read("tests/test_ua.yaml")).expect("test_ua.yaml");
     let oses: Cases<OsCase> = serde_yaml::from_str(&read("tests/test_os.yaml")).expect("test_os.yaml");
@@ -229,5 +229,23 @@ fn parsers(dir: &str) {
         println!("  browser family: {:.1}% all, {:.1}% of {n_major} major-browser cases", pct(fam, uas.test_cases.len()), pct(fam_major, n_major));
         println!("  browser family+major: {:.1}% all, {:.1}% major browsers", pct(maj, uas.test_cases.len()), pct(maj_major, n_major));
         println!("  OS family: {:.1}% all, {:.1}% of {n_os_major} major-OS cases", pct(os_ok, oses.test_cases.len()), pct(os_major_ok, n_os_major));
+        // Other corpora (JSON lines with `expected.browser` / `expected.os`), UA string only.
+        for path in corpora {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let cases = ua_eval::read_corpus(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let (mut b, mut nb, mut o, mut no) = (0, 0, 0, 0);
+            for case in &cases {
+                let got = candidate.parse(&case.ua);
+                if let Some(want) = &case.expected.browser {
+                    nb += 1;
+                    b += usize::from(got.browser.as_deref() == Some(want.as_str()));
+                }
+                if let Some(want) = &case.expected.os {
+                    no += 1;
+                    o += usize::from(got.os.as_deref() == Some(want.as_str()));
+                }
+            }
+            println!("  {path}: browser family {:.1}% of {nb}, OS family {:.1}% of {no}", pct(b, nb), pct(o, no));
+        }
     }
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::{Either, select};
 use shared::batch::{self, Batch, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shared::geo::GeoDatabases;
+use shared::bots::RequestSignals;
 use shared::pipeline::{Pipeline, Processed};
 use shared::{AnonymisedEvent, Beacon, EventId, Salt, SiteId, Visit};
 use worker::{
@@ -263,6 +264,12 @@ async fn collect(mut req: Request, env: &Env, ctx: &Context) -> Result<Response,
     }
     let ip = rules::client_ip(header(&req, "cf-connecting-ip").as_deref())?;
     let user_agent = header(&req, "user-agent").unwrap_or_default();
+    // Read for the bot rules and Client Hints; dropped with the User-Agent below.
+    let accept_language = header(&req, "accept-language");
+    let sec_ch_ua = header(&req, "sec-ch-ua");
+    let sec_ch_ua_mobile = header(&req, "sec-ch-ua-mobile");
+    let sec_ch_ua_platform = header(&req, "sec-ch-ua-platform");
+    let asn = req.cf().and_then(|cf| cf.asn());
     let geo = CfGeo::of(&req);
     let body = req.bytes().await?;
     rules::check_body_size(body.len())?;
@@ -274,12 +281,20 @@ async fn collect(mut req: Request, env: &Env, ctx: &Context) -> Result<Response,
     let salt = salt_of_day(env, at).await?;
     let pipeline = pipeline(env).await;
     let visit = Visit { ip, user_agent: &user_agent };
-    let processed = match pipeline.bot(&beacon, visit) {
-        Some(reason) => Processed::Bot(reason),
-        None => Processed::Event(Box::new(pipeline.anonymise(beacon, visit, &salt, id))),
+    let signals = RequestSignals {
+        headers_seen: true,
+        accept_language: accept_language.as_deref(),
+        sec_ch_ua: sec_ch_ua.as_deref(),
+        sec_ch_ua_mobile: sec_ch_ua_mobile.as_deref(),
+        sec_ch_ua_platform: sec_ch_ua_platform.as_deref(),
+        asn,
     };
-    // The IP address and User-Agent end here: only `processed` goes on.
-    drop(user_agent);
+    let processed = match pipeline.screen(&beacon, visit, &signals, Date::now().as_millis()) {
+        Some(reason) => Processed::Bot(reason),
+        None => Processed::Event(Box::new(pipeline.anonymise_with(beacon, visit, &signals, &salt, id))),
+    };
+    // The IP address, User-Agent and the other headers end here: only `processed` goes on.
+    drop((user_agent, accept_language, sec_ch_ua, sec_ch_ua_mobile, sec_ch_ua_platform));
     match processed {
         Processed::Bot(_) => accepted(),
         Processed::Event(mut event) => {

@@ -9,11 +9,11 @@ use serde::Serialize;
 use url::Url;
 
 use crate::beacon::{Beacon, BeaconError, EventKind};
-use crate::bots::{BotFilter, BotReason};
+use crate::bots::{BotFilter, BotReason, HostingRanges, Pace, RequestSignals};
 use crate::event::{AnonymisedEvent, Enrichment, EventId, SensitiveFields, Utm};
 use crate::geo::{GeoDatabases, Location};
 use crate::sources::SourceTable;
-use crate::user_agent::UserAgentParser;
+use crate::user_agent::{ClientHints, UserAgentParser};
 use crate::visitor::{Salt, SessionHash, VisitorHash};
 
 /// What the request itself says about the visitor. Borrowed, never stored.
@@ -34,6 +34,10 @@ pub enum Processed {
 #[derive(Default)]
 pub struct Pipeline {
     bots: BotFilter,
+    /// Pageviews per visitor in the last seconds, in memory only.
+    pace: Pace,
+    /// Where a request's network is not given (local ingest, `enrich`).
+    hosting: HostingRanges,
     agents: UserAgentParser,
     sources: SourceTable,
     geo: GeoDatabases,
@@ -62,6 +66,22 @@ impl Pipeline {
         Self { geo, ..Self::default() }
     }
 
+    /// Another bot filter (`tools/ua-eval` compares lists with it).
+    pub fn with_bot_filter(mut self, bots: BotFilter) -> Self {
+        self.bots = bots;
+        self
+    }
+
+    /// Hosting networks' IP ranges, for requests whose ASN the caller does not know.
+    pub fn with_hosting_ranges(mut self, hosting: HostingRanges) -> Self {
+        self.hosting = hosting;
+        self
+    }
+
+    fn with_asn<'a>(&self, signals: &RequestSignals<'a>, ip: Option<IpAddr>) -> RequestSignals<'a> {
+        RequestSignals { asn: signals.asn.or_else(|| ip.and_then(|ip| self.hosting.lookup(ip))), ..*signals }
+    }
+
     /// The whole chain for one beacon. `salt` must be the salt of the UTC
     /// day of `id`'s timestamp.
     pub fn process(&self, body: &[u8], visit: Visit<'_>, salt: &Salt, id: EventId) -> Result<Processed, BeaconError> {
@@ -72,14 +92,36 @@ impl Pipeline {
         })
     }
 
+    /// The User-Agent and referrer alone (seeds, tests, callers that saw no
+    /// request headers).
     pub fn bot(&self, beacon: &Beacon, visit: Visit<'_>) -> Option<BotReason> {
         self.bots.check(visit.user_agent, beacon.referrer.as_ref())
     }
 
+    /// A beacon as received from a browser: its headers and network count
+    /// too, and so does how fast this visitor's pageviews arrive (`now_ms`).
+    pub fn screen(&self, beacon: &Beacon, visit: Visit<'_>, signals: &RequestSignals<'_>, now_ms: u64) -> Option<BotReason> {
+        let pageviews = matches!(beacon.kind, EventKind::Pageview { .. }).then(|| self.pace.count(pace_key(beacon, visit), now_ms));
+        self.bots.check_request(visit.user_agent, beacon.referrer.as_ref(), &self.with_asn(signals, Some(visit.ip)), pageviews)
+    }
+
     pub fn anonymise(&self, beacon: Beacon, visit: Visit<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
+        self.anonymise_with(beacon, visit, &RequestSignals::default(), salt, id)
+    }
+
+    /// [`Pipeline::anonymise`] with the request's Client Hints, which name the
+    /// browser, OS and device better than the User-Agent.
+    pub fn anonymise_with(
+        &self,
+        beacon: Beacon,
+        visit: Visit<'_>,
+        signals: &RequestSignals<'_>,
+        salt: &Salt,
+        id: EventId,
+    ) -> AnonymisedEvent {
         let referrer = external_referrer(&beacon.page, beacon.referrer.as_ref());
         let utm = utm_parameters(&beacon.page);
-        let (enrichment, _) = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit.user_agent, Some(visit.ip));
+        let (enrichment, _) = self.enrich(&beacon.page, referrer.as_ref(), &utm, visit.user_agent, signals, Some(visit.ip));
         let visitor = visitor_identity(&beacon, visit, salt);
         let session = SessionHash::new(beacon.site, beacon.session_id.as_str());
         let (referrer, referrer_host) = clean_referrer(referrer.as_ref());
@@ -111,8 +153,17 @@ impl Pipeline {
         event
     }
 
-    fn enrich(&self, page: &Url, referrer: Option<&Url>, utm: &Utm, user_agent: &str, ip: Option<IpAddr>) -> (Enrichment, Location) {
-        let client = self.agents.parse(user_agent);
+    fn enrich(
+        &self,
+        page: &Url,
+        referrer: Option<&Url>,
+        utm: &Utm,
+        user_agent: &str,
+        signals: &RequestSignals<'_>,
+        ip: Option<IpAddr>,
+    ) -> (Enrichment, Location) {
+        let hints = ClientHints { brands: signals.sec_ch_ua, mobile: signals.sec_ch_ua_mobile, platform: signals.sec_ch_ua_platform };
+        let client = self.agents.parse_with_hints(user_agent, &hints);
         let attribution = self.sources.attribute(page, referrer, utm);
         let place = ip.and_then(|ip| self.geo.lookup(ip)).unwrap_or_default();
         let enrichment = Enrichment {
@@ -132,12 +183,25 @@ impl Pipeline {
 
     /// The same steps as [`Pipeline::process`] for loose request facts.
     pub fn explain(&self, user_agent: &str, ip: Option<IpAddr>, url: Option<&str>, referrer: Option<&str>) -> Explanation {
+        self.explain_request(user_agent, ip, url, referrer, &RequestSignals::default())
+    }
+
+    /// [`Pipeline::explain`] with the request's other headers and network
+    /// (one request alone: the pace of a visitor's beacons is not judged here).
+    pub fn explain_request(
+        &self,
+        user_agent: &str,
+        ip: Option<IpAddr>,
+        url: Option<&str>,
+        referrer: Option<&str>,
+        signals: &RequestSignals<'_>,
+    ) -> Explanation {
         let page = url.and_then(|u| Url::parse(u).ok()).unwrap_or_else(|| Url::parse("http://unknown.invalid/").expect("valid"));
         let referrer = referrer.filter(|r| !r.is_empty()).and_then(|r| Url::parse(r).ok());
-        let bot = self.bots.check(user_agent, referrer.as_ref());
+        let bot = self.bots.check_request(user_agent, referrer.as_ref(), &self.with_asn(signals, ip), None);
         let referrer = external_referrer(&page, referrer.as_ref());
         let utm = utm_parameters(&page);
-        let (enrichment, place) = self.enrich(&page, referrer.as_ref(), &utm, user_agent, ip);
+        let (enrichment, place) = self.enrich(&page, referrer.as_ref(), &utm, user_agent, signals, ip);
         Explanation {
             bot: bot.is_some(),
             bot_reason: bot.map(|r| r.to_string()),
@@ -159,6 +223,19 @@ fn visitor_identity(beacon: &Beacon, visit: Visit<'_>, salt: &Salt) -> VisitorHa
         Some(vid) => VisitorHash::from_visitor_id(beacon.site, vid.as_str()),
         None => VisitorHash::daily(salt, beacon.site, visit.ip, visit.user_agent),
     }
+}
+
+/// Who a beacon's pace is counted for: the storage-mode visitor id, else IP
+/// and User-Agent. A keyed-nowhere in-memory hash: it never leaves the process.
+fn pace_key(beacon: &Beacon, visit: Visit<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    beacon.site.to_string().hash(&mut h);
+    match &beacon.visitor_id {
+        Some(vid) => vid.as_str().hash(&mut h),
+        None => (visit.ip, visit.user_agent).hash(&mut h),
+    }
+    h.finish()
 }
 
 /// A referrer on the page's own host is navigation, not a source.

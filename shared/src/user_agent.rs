@@ -50,7 +50,82 @@ impl Default for UserAgentParser {
 
 const UNKNOWN: &str = "UNKNOWN";
 
+/// The low-entropy User-Agent Client Hints Chromium sends on every HTTPS
+/// request (`Sec-CH-UA`, `Sec-CH-UA-Mobile`, `Sec-CH-UA-Platform`). When
+/// present they beat the UA string, which Chromium freezes and which
+/// Chromium-based browsers often leave as plain Chrome.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientHints<'a> {
+    pub brands: Option<&'a str>,
+    pub mobile: Option<&'a str>,
+    pub platform: Option<&'a str>,
+}
+
+/// `Sec-CH-UA` brand → the dashboard's name; the generic "Chromium" comes last.
+const BRANDS: &[(&str, &str)] = &[
+    ("Microsoft Edge", "Edge"),
+    ("Opera GX", "Opera"),
+    ("Opera", "Opera"),
+    ("Samsung Internet", "Samsung Internet"),
+    ("YaBrowser", "Yandex Browser"),
+    ("Yandex", "Yandex Browser"),
+    ("Brave", "Brave"),
+    ("Vivaldi", "Vivaldi"),
+    ("Google Chrome", "Chrome"),
+    ("HeadlessChrome", "Chrome"),
+    ("Chromium", "Chrome"),
+];
+
+impl ClientHints<'_> {
+    /// The most specific known brand and its major version.
+    fn browser(&self) -> Option<(&'static str, Option<String>)> {
+        let brands: Vec<(&str, &str)> = self
+            .brands?
+            .split(',')
+            .filter_map(|b| {
+                let (name, version) = b.split_once(";v=").unwrap_or((b, ""));
+                Some((name.trim().trim_matches('"').trim(), version.trim().trim_matches('"')))
+            })
+            .collect();
+        BRANDS.iter().find_map(|(brand, name)| brands.iter().find(|(b, _)| b == brand).map(|(_, v)| (*name, major(v))))
+    }
+
+    fn os(&self) -> Option<&'static str> {
+        Some(match self.platform?.trim().trim_matches('"') {
+            "Windows" => "Windows",
+            "macOS" => "macOS",
+            "Android" => "Android",
+            "iOS" => "iOS",
+            "Chrome OS" | "ChromeOS" | "Chromium OS" => "Chrome OS",
+            "Linux" => "Linux",
+            _ => return None,
+        })
+    }
+}
+
 impl UserAgentParser {
+    /// [`UserAgentParser::parse`], then whatever the Client Hints say instead.
+    pub fn parse_with_hints(&self, ua: &str, hints: &ClientHints<'_>) -> Client {
+        let mut client = self.parse(ua);
+        if let Some((browser, version)) = hints.browser() {
+            client.browser = Some(browser.to_owned());
+            client.browser_version = version.or(client.browser_version);
+        }
+        if let Some(os) = hints.os()
+            && client.os.as_deref() != Some(os)
+        {
+            (client.os, client.os_version) = (Some(os.to_owned()), None);
+        }
+        // `?1` asks for the mobile layout: phones. Tablets and desktops send `?0`.
+        match hints.mobile.map(|m| m.trim()) {
+            Some("?1") => client.device = Some(Device::Mobile),
+            Some("?0") if client.os.as_deref() == Some("Android") => client.device = Some(Device::Tablet),
+            Some("?0") if client.device == Some(Device::Mobile) => client.device = Some(Device::Desktop),
+            _ => {}
+        }
+        client
+    }
+
     pub fn parse(&self, ua: &str) -> Client {
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(ua).cloned()) {
             return hit;
@@ -129,12 +204,30 @@ fn os_name(os: &str, version: &str, ua: &str) -> (Option<String>, Option<String>
 
 /// woothee's categories, with tablets told apart: iPads, and Android
 /// devices without "Mobile" in their UA (Google's own convention).
+/// Android tablets that do say "Mobile", and e-readers, by their model tokens.
+const TABLET_MODELS: &[&str] = &[
+    "SM-T", "SM-X", "SM-P", "Galaxy Tab", "MediaPad", "MatePad", "Lenovo TB", "Lenovo YT", "Kindle", "Silk/", "KFTT", "KFOT",
+    "KFJW", "KFSOWI", "KFTHW", "KFAP", "Nexus 7", "Nexus 10", "Pixel Tablet", "Tab ", "Tab)", "Tab;", "TabS", "Pad ", "Pad;",
+    "Pad)", "PocketBook",
+];
+/// Phones whose UA woothee reads as a PC or not at all.
+const PHONE_TOKENS: &[&str] = &[
+    "Windows Phone", "Lumia", "UCWEB", "Adr ", "MIDP", "Opera Mini", "J2ME", "Series60", "SymbianOS", "BlackBerry", "KaiOS", "Tizen",
+    "Mobile",
+];
+
 fn device(category: &str, ua: &str) -> Option<Device> {
-    let tablet = ua.contains("iPad") || ua.contains("Tablet") || (ua.contains("Android") && !ua.contains("Mobile"));
+    let model_tablet = TABLET_MODELS.iter().any(|t| ua.contains(t));
+    let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile"));
+    let phone = || PHONE_TOKENS.iter().any(|t| ua.contains(t));
     match category {
+        "pc" if model_tablet => Some(Device::Tablet),
+        "pc" if phone() => Some(Device::Mobile),
         "pc" => Some(Device::Desktop),
         "smartphone" | "mobilephone" if tablet => Some(Device::Tablet),
         "smartphone" | "mobilephone" => Some(Device::Mobile),
+        _ if model_tablet => Some(Device::Tablet),
+        _ if phone() => Some(Device::Mobile),
         _ => None,
     }
 }
@@ -184,6 +277,23 @@ mod tests {
         assert_eq!((android.0, android.1), (s("Chrome"), s("68")));
         let ios = parse("Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148");
         assert_eq!(ios.0, s("Safari"));
+    }
+
+    #[test]
+    fn client_hints_beat_the_ua() {
+        let p = UserAgentParser::default();
+        let frozen = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+        let hints = ClientHints {
+            brands: Some(r#""Chromium";v="142", "Not_A Brand";v="24", "Microsoft Edge";v="142""#),
+            mobile: Some("?0"),
+            platform: Some(r#""Android""#),
+        };
+        let c = p.parse_with_hints(frozen, &hints);
+        assert_eq!((c.browser.as_deref(), c.browser_version.as_deref()), (Some("Edge"), Some("142")));
+        assert_eq!((c.os.as_deref(), c.device), (Some("Android"), Some(Device::Tablet)));
+        let phone = ClientHints { mobile: Some("?1"), ..hints };
+        assert_eq!(p.parse_with_hints(frozen, &phone).device, Some(Device::Mobile));
+        assert_eq!(p.parse_with_hints(frozen, &ClientHints::default()), p.parse(frozen), "no hints: the UA alone");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use shared::beacon::{BeaconError, EventKind};
 use shared::batch::Batch;
-use shared::bots::BotReason;
+use shared::bots::{BotReason, RequestSignals};
 use shared::{AnonymisedEvent, Beacon, EventId, EventType, Pipeline, Salt, SiteId, Visit};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -151,12 +151,30 @@ impl Ingest {
 
     /// One beacon, received now: stored once it returns `Ok(Stored)`.
     pub async fn accept(&self, body: &[u8], visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
-        self.accept_beacon(Beacon::parse(body)?, visit, now).await
+        self.accept_request(body, visit, &RequestSignals::default(), now).await
+    }
+
+    /// [`Ingest::accept`] for a browser's request: its other headers count
+    /// for the bot rules and the Client Hints name the browser.
+    pub async fn accept_request(
+        &self,
+        body: &[u8],
+        visit: Visit<'_>,
+        signals: &RequestSignals<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        self.accept_beacon(Beacon::parse(body)?, visit, signals, now).await
     }
 
     /// A beacon already parsed (from another wire format: Plausible's Events
-    /// API), with every check and step of [`Ingest::accept`].
-    pub async fn accept_beacon(&self, beacon: Beacon, visit: Visit<'_>, now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+    /// API), with every check and step of [`Ingest::accept_request`].
+    pub async fn accept_beacon(
+        &self,
+        beacon: Beacon,
+        visit: Visit<'_>,
+        signals: &RequestSignals<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
         if !self.check_site(beacon.site).await?.admits(beacon.page.host_str().unwrap_or_default(), beacon.page.path(), is_page_visit(&beacon)) {
             return Ok(Accepted::Filtered);
         }
@@ -165,12 +183,13 @@ impl Ingest {
         {
             return Err(IngestError::RateLimited { site: beacon.site, per_second: rate.per_second() });
         }
-        if let Some(reason) = self.pipeline.bot(&beacon, visit) {
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+        if let Some(reason) = self.pipeline.screen(&beacon, visit, signals, now_ms) {
             return Ok(Accepted::Bot(reason));
         }
         let id = EventId::new(now, rand::random());
         let salt = self.salts.salt_for(id.timestamp().date_naive(), now).await?;
-        let event = self.pipeline.anonymise(beacon, visit, &salt, id);
+        let event = self.pipeline.anonymise_with(beacon, visit, signals, &salt, id);
         self.committer.commit(event).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
         Ok(Accepted::Stored(id))
     }

@@ -97,6 +97,8 @@ pub enum StateError {
     MissingEnv(&'static str),
     #[error("cannot read the geo database {path}: {reason}")]
     Geo { path: PathBuf, reason: String },
+    #[error("cannot read the hosting ranges {path} (ENGAGETRACK_HOSTING_RANGES): {reason}")]
+    HostingRanges { path: PathBuf, reason: String },
     #[error(transparent)]
     Jwt(#[from] crate::auth::jwt::JwtError),
     #[error(transparent)]
@@ -144,8 +146,18 @@ pub fn load_pipeline_with(geo_files: &[PathBuf], read: Vec<(String, Vec<u8>)>) -
     for (name, bytes) in read {
         geo.add(bytes).map_err(|e| StateError::Geo { path: PathBuf::from(&name), reason: e.to_string() })?;
     }
-    Ok(Pipeline::new(geo))
+    let pipeline = Pipeline::new(geo);
+    // Optional: without it the local ingest has no hosting-network signal (the edge has `cf.asn`).
+    let Some(path) = std::env::var_os(HOSTING_RANGES_ENV).map(PathBuf::from) else { return Ok(pipeline) };
+    let text = std::fs::read_to_string(&path).map_err(|e| StateError::HostingRanges { path: path.clone(), reason: e.to_string() })?;
+    let ranges =
+        shared::bots::HostingRanges::parse(&text).map_err(|e| StateError::HostingRanges { path: path.clone(), reason: e.to_string() })?;
+    tracing::info!(ranges = ranges.len(), "hosting network ranges loaded");
+    Ok(pipeline.with_hosting_ranges(ranges))
 }
+
+/// A CSV of hosting networks' IP ranges (`scripts/vendor-data.sh hosting-ranges FILE` writes one).
+pub const HOSTING_RANGES_ENV: &str = "ENGAGETRACK_HOSTING_RANGES";
 
 impl AppState {
     /// The local adapters (PostgreSQL salts and counters, a temp folder for

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use shared::beacon::MAX_TEXT_LEN;
-use shared::bots::{BotFilter, BotReason};
+use shared::bots::{BotFilter, BotList, BotReason};
 use shared::user_agent::UserAgentParser;
 
 use crate::corpus::fuzz_target;
@@ -41,7 +41,11 @@ fn property(input: &[u8]) {
         Some(BotReason::EmptyUserAgent) => assert!(ua.trim().is_empty()),
         Some(BotReason::Automation(marker)) => assert!(ua.contains(marker)),
         Some(BotReason::CrawlerList(matched)) => assert!(ua.contains(matched.as_str())),
+        Some(BotReason::Listed(BotList::Isbot, matched)) => assert!(ua.contains(matched.as_str())),
+        // Crawler-Detect matches the UA with browser tokens taken out.
+        Some(BotReason::Listed(BotList::CrawlerDetect | BotList::CrawlerUserAgents, _)) => {}
         Some(BotReason::ReferrerSpam(_)) => panic!("referrer spam without a referrer"),
+        Some(BotReason::Behaviour(_)) => panic!("behaviour without request signals"),
     }
     if let Some(reason) = verdict {
         assert!(!reason.to_string().trim().is_empty());

@@ -1,6 +1,10 @@
-//! `cargo run --release --manifest-path tools/ua-eval/Cargo.toml -- <uap-core dir>`
+//! `cargo run --release --manifest-path tools/ua-eval/Cargo.toml -- CORPUS.jsonl…`
+//! prints, per corpus of JSON lines (`tools/ua-eval/fixtures.sh` makes them),
+//! bot recall, false positives and browser/OS/device accuracy of the shared
+//! pipeline, and its cost per UA. `UA_EVAL_SHOW=bot,fp,browser,os,device`
+//! lists the misses of those kinds on stderr.
 //!
-//! For each candidate UA parser: browser-family, browser-major and OS-family
+//! `… -- parsers <uap-core dir>`: for each candidate UA parser: browser-family, browser-major and OS-family
 //! accuracy on uap-core's `tests/test_ua.yaml` and `tests/test_os.yaml`
 //! (families compared after mapping uap-core's names to the dashboard's,
 //! e.g. "Chrome Mobile" → "Chrome"), overall and for the browsers that make
@@ -95,7 +99,75 @@ impl Candidate for UaParser {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: ua-eval <uap-core dir>");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("parsers") => parsers(args.get(1).expect("usage: ua-eval parsers <uap-core dir> [CORPUS.jsonl…]"), &args[2..]),
+        Some(_) => corpora(&args),
+        None => {
+            eprintln!("usage: ua-eval CORPUS.jsonl… | ua-eval parsers <uap-core dir>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn corpora(paths: &[String]) {
+    let started = Instant::now();
+    // `UA_EVAL_LISTS=isbot,crawler-detect`: only those bot lists (leave-one-out figures).
+    let pipeline = match std::env::var("UA_EVAL_LISTS") {
+        Ok(names) => {
+            use shared::bots::{BotFilter, BotList};
+            let lists: Vec<BotList> = names
+                .split(',')
+                .map(|n| match n.trim() {
+                    "crawler-user-agents" => BotList::CrawlerUserAgents,
+                    "isbot" => BotList::Isbot,
+                    "crawler-detect" => BotList::CrawlerDetect,
+                    other => panic!("UA_EVAL_LISTS: unknown list {other}"),
+                })
+                .collect();
+            shared::Pipeline::default().with_bot_filter(BotFilter::with_lists(&lists).expect("lists compile"))
+        }
+        Err(_) => shared::Pipeline::default(),
+    };
+    println!("pipeline built in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    let show: Vec<String> = std::env::var("UA_EVAL_SHOW").unwrap_or_default().split(',').map(str::to_owned).collect();
+    let cell = |s: &ua_eval::Score| s.pct().map_or_else(|| "—".to_owned(), |p| format!("{p:.1}% ({})", s.n));
+    println!("| corpus | lines | bot recall | false positives | browser | OS | device | µs/UA first, repeat |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let cases = ua_eval::read_corpus(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let r = ua_eval::evaluate(&pipeline, &cases);
+        let name = std::path::Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or(path);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {:.1}, {:.1} |",
+            r.cases,
+            cell(&r.bot_recall),
+            cell(&r.false_positive),
+            cell(&r.browser),
+            cell(&r.os),
+            cell(&r.device),
+            r.us_uncached,
+            r.us_cached
+        );
+        for (kind, misses) in &r.misses {
+            if show.iter().any(|s| s == kind) {
+                let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+                for (want, got, ua) in misses {
+                    eprintln!("{name} {kind}: want {want} got {got}: {ua}");
+                    *counts.entry((want, got)).or_default() += 1;
+                }
+                let mut counts: Vec<_> = counts.into_iter().collect();
+                counts.sort_by(|a, b| b.1.cmp(&a.1));
+                for ((want, got), n) in counts.iter().take(15) {
+                    eprintln!("{name} {kind} top: {n} × want {want} got {got}");
+                }
+            }
+        }
+    }
+}
+
+fn parsers(dir: &str, corpora: &[String]) {
     let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"));
     let uas: Cases<UaCase> = serde_yaml::from_str(&read("tests/test_ua.yaml")).expect("test_ua.yaml");
     let oses: Cases<OsCase> = serde_yaml::from_str(&read("tests/test_os.yaml")).expect("test_os.yaml");
@@ -157,5 +229,23 @@ fn main() {
         println!("  browser family: {:.1}% all, {:.1}% of {n_major} major-browser cases", pct(fam, uas.test_cases.len()), pct(fam_major, n_major));
         println!("  browser family+major: {:.1}% all, {:.1}% major browsers", pct(maj, uas.test_cases.len()), pct(maj_major, n_major));
         println!("  OS family: {:.1}% all, {:.1}% of {n_os_major} major-OS cases", pct(os_ok, oses.test_cases.len()), pct(os_major_ok, n_os_major));
+        // Other corpora (JSON lines with `expected.browser` / `expected.os`), UA string only.
+        for path in corpora {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let cases = ua_eval::read_corpus(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let (mut b, mut nb, mut o, mut no) = (0, 0, 0, 0);
+            for case in &cases {
+                let got = candidate.parse(&case.ua);
+                if let Some(want) = &case.expected.browser {
+                    nb += 1;
+                    b += usize::from(got.browser.as_deref() == Some(want.as_str()));
+                }
+                if let Some(want) = &case.expected.os {
+                    no += 1;
+                    o += usize::from(got.os.as_deref() == Some(want.as_str()));
+                }
+            }
+            println!("  {path}: browser family {:.1}% of {nb}, OS family {:.1}% of {no}", pct(b, nb), pct(o, no));
+        }
     }
 }

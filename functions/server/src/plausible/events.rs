@@ -19,7 +19,7 @@ use crate::client_ip::{Transport, client_ip};
 use crate::error::ApiError;
 use crate::ingest::{Accepted, IngestError};
 use crate::metrics::{Outcome, Path, Refusal, global};
-use crate::routes::edge::{beacon_cors, ingest_error, read_at_most, refusal_of};
+use crate::routes::edge::{beacon_cors, ingest_error, read_at_most, refusal_of, request_signals};
 use crate::state::AppState;
 
 /// Plausible's header for "accepted, and not recorded" (bot, unknown site, …).
@@ -65,6 +65,7 @@ async fn deliver(state: &AppState, request: Request) -> Result<Delivery, ApiErro
         e => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
     })?;
     let visit = Visit { ip, user_agent };
+    let signals = request_signals(&parts.headers);
     let now = chrono::Utc::now();
     let mut stored = 0;
     let mut dropped = Delivery::Dropped(Outcome::Refused, Refusal::UnknownSite);
@@ -74,7 +75,7 @@ async fn deliver(state: &AppState, request: Request) -> Result<Delivery, ApiErro
             SiteRef::Domain(domain) => state.ingest.site_for_domain(domain).await.map_err(ingest_error)?,
         };
         let Some(site) = site else { continue };
-        match state.ingest.accept_beacon(event.to_beacon(site, rand::random()), visit, now).await {
+        match state.ingest.accept_beacon(event.to_beacon(site, rand::random()), visit, &signals, now).await {
             Ok(Accepted::Stored(_)) => stored += 1,
             Ok(Accepted::Bot(reason)) => {
                 tracing::debug!(%reason, "bot dropped");

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use shared::Visit;
+use shared::bots::RequestSignals;
 use shared::beacon::MAX_BODY_BYTES;
 use sha2::{Digest, Sha256};
 use tower_http::cors::{Any, CorsLayer};
@@ -83,16 +84,31 @@ pub(crate) fn refusal_of(status: StatusCode) -> crate::metrics::Refusal {
     }
 }
 
+/// What a request's own headers tell the bot rules and the UA parser.
+pub(crate) fn request_signals(headers: &HeaderMap) -> RequestSignals<'_> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    RequestSignals {
+        headers_seen: true,
+        accept_language: text(header::ACCEPT_LANGUAGE.as_str()),
+        sec_ch_ua: text("sec-ch-ua"),
+        sec_ch_ua_mobile: text("sec-ch-ua-mobile"),
+        sec_ch_ua_platform: text("sec-ch-ua-platform"),
+        // Looked up in the pipeline's hosting ranges, if it was given some.
+        asn: None,
+    }
+}
+
 async fn collect_beacon(State(state): State<AppState>, request: Request) -> Result<Accepted, ApiError> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let ip = client_ip(state.config.client_ip, &parts.headers, &Transport::of(&parts.extensions))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let signals = request_signals(&parts.headers);
     let body = read_limited(body).await?;
     state
         .ingest
-        .accept(&body, Visit { ip, user_agent }, chrono::Utc::now())
+        .accept_request(&body, Visit { ip, user_agent }, &signals, chrono::Utc::now())
         .await
         .inspect(|accepted| {
             if let Accepted::Bot(reason) = accepted {

@@ -176,6 +176,21 @@ async fn a_plausible_export_shows_with_imports_replaces_on_reimport_and_deletes(
     assert!(mixed["meta"]["imports_warning"].as_str().unwrap().contains("not supported"), "{}", mixed["meta"]);
     assert_eq!(rows(&mixed), vec![]);
 
+    // Stats API v1's with_imported: the same imported totals, and v1's
+    // top-level warning (beside native results) for a shape imports cannot answer.
+    let v1 = "/api/v1/stats/aggregate?site_id=imports.example&period=custom&date=2024-01-01,2024-01-31&metrics=visitors,pageviews";
+    let v1_with = app.as_user(&owner).get(&format!("{v1}&with_imported=true")).await.expect(200);
+    assert_eq!(v1_with, json!({"results": {"visitors": {"value": 17}, "pageviews": {"value": 41}}}));
+    let v1_without = app.as_user(&owner).get(v1).await.expect(200);
+    assert_eq!(v1_without, json!({"results": {"visitors": {"value": 0}, "pageviews": {"value": 0}}}));
+    let v1_mixed = app
+        .as_user(&owner)
+        .get("/api/v1/stats/breakdown?site_id=imports.example&period=custom&date=2024-01-01,2024-01-31&property=visit:source&filters=visit:country%3D%3DDE&with_imported=true")
+        .await
+        .expect(200);
+    assert_eq!(v1_mixed["results"], json!([]), "{v1_mixed}");
+    assert!(v1_mixed["warning"].as_str().unwrap_or_default().contains("not supported"), "{v1_mixed}");
+
     // The same export again replaces the first: nothing doubles.
     let again = import_file(&app, &owner, site, "plausible", "plausible_example_com_20240201.zip").await;
     assert_ne!(again["id"], first["id"]);

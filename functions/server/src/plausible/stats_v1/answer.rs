@@ -9,12 +9,18 @@ use crate::stats::request::Metric;
 use crate::stats::response::{QueryResponse, Sums, round};
 
 /// `{"results": ...}` of the endpoint the query was parsed for.
+/// With `with_imported=true` and a shape imported data cannot answer, v1 adds
+/// a top-level `warning` beside the native results, as Plausible does.
 pub fn shape(q: &V1Query, r: &QueryResponse) -> Value {
-    match q.endpoint {
+    let mut answer = match q.endpoint {
         Endpoint::Aggregate => aggregate(q, r),
         Endpoint::Timeseries => timeseries(q, r),
         Endpoint::Breakdown => breakdown(q, r),
+    };
+    if let (Some(warning), Value::Object(fields)) = (&r.meta.imports_warning, &mut answer) {
+        fields.insert("warning".into(), Value::String(warning.clone()));
     }
+    answer
 }
 
 /// A metric's value as v1 shows it: `bounce_rate` and `visit_duration` are

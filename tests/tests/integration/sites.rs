@@ -252,7 +252,7 @@ async fn installation_check_flips_after_a_beacon() {
     let sent = reqwest::Client::new()
         .post(app.url("/api/e"))
         .header("content-type", "text/plain")
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 Install-Check")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0")
         .body(beacon.to_string())
         .send()
         .await
@@ -283,7 +283,7 @@ async fn the_ingest_honours_allowed_hostnames_and_excluded_paths() {
         let request = reqwest::Client::new()
             .post(app.url("/api/e"))
             .header("content-type", "text/plain")
-            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0 Filter-Check")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0")
             .body(body);
         async move { request.send().await.unwrap().status().as_u16() }
     };

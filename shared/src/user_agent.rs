@@ -141,7 +141,8 @@ impl UserAgentParser {
     }
 
     pub fn parse_uncached(&self, ua: &str) -> Client {
-        let Some(r) = self.parser.parse(ua) else { return Client::default() };
+        // woothee knows no browser here, but a phone or tablet token still tells the device.
+        let Some(r) = self.parser.parse(ua) else { return Client { device: device("", ua), ..Client::default() } };
         let known = |s: &str| (!s.is_empty() && s != UNKNOWN).then(|| s.to_owned());
         let browser = known(r.name).map(|name| browser_name(&name, ua));
         // Android WebViews are Chrome, iOS ones Safari: their version is in their own token.
@@ -155,14 +156,18 @@ impl UserAgentParser {
 }
 
 /// woothee reports Chromium-based browsers it does not know as Chrome or
-/// Safari; a few big ones are told apart by their own token.
+/// Safari (or as a WebView); a few big ones are told apart by their own token.
 fn browser_name(name: &str, ua: &str) -> String {
     let token = |t: &str| ua.contains(t);
+    let webkit = matches!(name, "Chrome" | "Safari" | "Webview");
     match name {
-        "Chrome" | "Safari" if token("SamsungBrowser/") => "Samsung Internet".into(),
-        "Chrome" | "Safari" if token("OPR/") => "Opera".into(),
-        "Chrome" | "Safari" if token("YaBrowser/") => "Yandex Browser".into(),
-        "Chrome" | "Safari" if token("Vivaldi/") => "Vivaldi".into(),
+        _ if webkit && token("SamsungBrowser/") => "Samsung Internet".into(),
+        _ if webkit && token("OPR/") => "Opera".into(),
+        // Yandex Browser, and the Yandex app's browser (`YaSearchBrowser`, older `YandexSearch`).
+        _ if webkit && YANDEX_TOKENS.iter().any(|t| token(t)) => "Yandex Browser".into(),
+        _ if webkit && token("Vivaldi/") => "Vivaldi".into(),
+        // Presto-era Opera (TVs, set-top boxes) leads with its own product token.
+        "Safari" if ua.starts_with("Opera/") => "Opera".into(),
         "Safari" if token("CriOS/") => "Chrome".into(),
         "Safari" if token("FxiOS/") => "Firefox".into(),
         "Safari" if token("EdgiOS/") => "Edge".into(),
@@ -173,6 +178,8 @@ fn browser_name(name: &str, ua: &str) -> String {
         other => other.into(),
     }
 }
+
+const YANDEX_TOKENS: &[&str] = &["YaBrowser/", "YaSearchBrowser/", "YandexSearchBrowser/", "YandexSearch/"];
 
 fn version_after(ua: &str, token: &str) -> Option<String> {
     let rest = &ua[ua.find(token)? + token.len()..];
@@ -209,6 +216,8 @@ const TABLET_MODELS: &[&str] = &[
     "SM-T", "SM-X", "SM-P", "Galaxy Tab", "MediaPad", "MatePad", "Lenovo TB", "Lenovo YT", "Kindle", "Silk/", "KFTT", "KFOT",
     "KFJW", "KFSOWI", "KFTHW", "KFAP", "Nexus 7", "Nexus 10", "Pixel Tablet", "Tab ", "Tab)", "Tab;", "TabS", "Pad ", "Pad;",
     "Pad)", "PocketBook",
+    // The Yandex app's tablet build marks its own tokens (`YaApp_Android/23.110/apad`).
+    "/apad",
 ];
 /// Phones whose UA woothee reads as a PC or not at all.
 const PHONE_TOKENS: &[&str] = &[
@@ -218,7 +227,10 @@ const PHONE_TOKENS: &[&str] = &[
 
 fn device(category: &str, ua: &str) -> Option<Device> {
     let model_tablet = TABLET_MODELS.iter().any(|t| ua.contains(t));
-    let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile"));
+    // "Android without Mobile" is a browser's convention (Chrome and Safari-style tokens say
+    // `Mobile Safari` on phones); HTTP clients such as `Dalvik/` and trimmed app UAs never say it.
+    let browser_ua = ua.contains("Safari/") || ua.contains("Firefox/");
+    let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile") && browser_ua);
     let phone = || PHONE_TOKENS.iter().any(|t| ua.contains(t));
     match category {
         "pc" if model_tablet => Some(Device::Tablet),

@@ -233,6 +233,8 @@ fn device(category: &str, ua: &str) -> Option<Device> {
     let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile") && browser_ua);
     let phone = || PHONE_TOKENS.iter().any(|t| ua.contains(t));
     match category {
+        // Android apps on Chrome OS name the laptop as their model.
+        _ if ua.contains("Chromebook") || ua.contains("Pixelbook") => Some(Device::Desktop),
         "pc" if model_tablet => Some(Device::Tablet),
         "pc" if phone() => Some(Device::Mobile),
         "pc" => Some(Device::Desktop),
@@ -289,6 +291,35 @@ mod tests {
         assert_eq!((android.0, android.1), (s("Chrome"), s("68")));
         let ios = parse("Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148");
         assert_eq!(ios.0, s("Safari"));
+    }
+
+    #[test]
+    fn chromium_browsers_are_told_by_their_token_in_webviews_too() {
+        let opera = parse("Mozilla/5.0 (Linux; Android 9; SDA-8TAB Build/PPR1.181005.003; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.67 Safari/537.36 OPR/72.0.2254.67482");
+        assert_eq!(opera.0, s("Opera"));
+        let yandex_app = parse("Mozilla/5.0 (Linux; arm_64; Android 13; 23073RPBFC) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.5993.2332 YaApp_Android/23.110/apad YaSearchBrowser/23.110/apad BroPP/1.0 SA/3 Mobile Safari/537.36");
+        assert_eq!((yandex_app.0, yandex_app.4), (s("Yandex Browser"), Some("tablet")), "`/apad` is the app's tablet build");
+        let search = parse("Mozilla/5.0 (Linux; Android 8.1.0; I4312 Build/54.0.A.5.85; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/70.0.3538.110 Mobile Safari/537.36 YandexSearch/7.21");
+        assert_eq!(search.0, s("Yandex Browser"));
+        let presto = parse("Opera/9.80 X11;Linux armv7i;NETRANGEMMH;HbbTV/1.1.1;CE-HTML/1.0;Vendor/TCL;U;en AppleWebKit/534.24 KHTML, like Gecko Safari/534.24");
+        assert_eq!(presto.0, s("Opera"));
+    }
+
+    #[test]
+    fn android_without_mobile_is_a_tablet_only_in_a_browser_ua() {
+        let chrome_tablet = "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(parse(chrome_tablet).4, Some("tablet"));
+        let unnamed = "Mozilla/5.0 (Linux; Android 10; Lenovo 10X) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(parse(unnamed).4, Some("tablet"));
+        // An HTTP client never says "Mobile": most Android devices are phones.
+        assert_eq!(parse("Dalvik/2.1.0 (Linux; U; Android 10; IN2023 Build/QKQ1.191222.002)").4, Some("mobile"));
+        assert_eq!(parse("Dalvik/2.1.0 (Linux; U; Android 9; HP Chromebook x360 11 G1 EE Build/R80-12739.111.0)").4, Some("desktop"));
+    }
+
+    #[test]
+    fn phone_tokens_count_when_woothee_knows_nothing() {
+        let ucweb = parse("UCWEB/2.0 (MIDP-2.0; U; Adr 4.4.2; en-US; H60-L04) U2/1.0.0 UCBrowser/9.3.1.476 U2/1.0.0 Mobile");
+        assert_eq!((ucweb.0, ucweb.4), (None, Some("mobile")));
     }
 
     #[test]

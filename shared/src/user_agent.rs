@@ -141,12 +141,20 @@ impl UserAgentParser {
     }
 
     pub fn parse_uncached(&self, ua: &str) -> Client {
-        let Some(r) = self.parser.parse(ua) else { return Client::default() };
+        // woothee knows no browser here, but a phone or tablet token still tells the device.
+        let Some(r) = self.parser.parse(ua) else { return Client { device: device("", ua), ..Client::default() } };
         let known = |s: &str| (!s.is_empty() && s != UNKNOWN).then(|| s.to_owned());
         let browser = known(r.name).map(|name| browser_name(&name, ua));
         // Android WebViews are Chrome, iOS ones Safari: their version is in their own token.
-        let browser_version = match r.name {
-            "Webview" => version_after(ua, "Chrome/").or_else(|| version_after(ua, "Version/")),
+        // A browser told by its own token (not by woothee) has its version there too.
+        let own_token = match browser.as_deref() {
+            Some("Opera") => Some("OPR/"),
+            Some("Yandex Browser") => YANDEX_TOKENS.iter().copied().find(|t| ua.contains(t)),
+            _ => None,
+        };
+        let browser_version = match (r.name, own_token) {
+            ("Chrome" | "Safari" | "Webview", Some(token)) => version_after(ua, token),
+            ("Webview", None) => version_after(ua, "Chrome/").or_else(|| version_after(ua, "Version/")),
             _ => known(r.version).and_then(|v| major(&v)),
         };
         let (os, os_version) = os_name(r.os, &r.os_version, ua);
@@ -155,14 +163,18 @@ impl UserAgentParser {
 }
 
 /// woothee reports Chromium-based browsers it does not know as Chrome or
-/// Safari; a few big ones are told apart by their own token.
+/// Safari (or as a WebView); a few big ones are told apart by their own token.
 fn browser_name(name: &str, ua: &str) -> String {
     let token = |t: &str| ua.contains(t);
+    let webkit = matches!(name, "Chrome" | "Safari" | "Webview");
     match name {
-        "Chrome" | "Safari" if token("SamsungBrowser/") => "Samsung Internet".into(),
-        "Chrome" | "Safari" if token("OPR/") => "Opera".into(),
-        "Chrome" | "Safari" if token("YaBrowser/") => "Yandex Browser".into(),
-        "Chrome" | "Safari" if token("Vivaldi/") => "Vivaldi".into(),
+        _ if webkit && token("SamsungBrowser/") => "Samsung Internet".into(),
+        _ if webkit && token("OPR/") => "Opera".into(),
+        // Yandex Browser, and the Yandex app's browser (`YaSearchBrowser`, older `YandexSearch`).
+        _ if webkit && YANDEX_TOKENS.iter().any(|t| token(t)) => "Yandex Browser".into(),
+        _ if webkit && token("Vivaldi/") => "Vivaldi".into(),
+        // Presto-era Opera (TVs, set-top boxes) leads with its own product token.
+        "Safari" if ua.starts_with("Opera/") => "Opera".into(),
         "Safari" if token("CriOS/") => "Chrome".into(),
         "Safari" if token("FxiOS/") => "Firefox".into(),
         "Safari" if token("EdgiOS/") => "Edge".into(),
@@ -173,6 +185,8 @@ fn browser_name(name: &str, ua: &str) -> String {
         other => other.into(),
     }
 }
+
+const YANDEX_TOKENS: &[&str] = &["YaBrowser/", "YaSearchBrowser/", "YandexSearchBrowser/", "YandexSearch/"];
 
 fn version_after(ua: &str, token: &str) -> Option<String> {
     let rest = &ua[ua.find(token)? + token.len()..];
@@ -204,11 +218,12 @@ fn os_name(os: &str, version: &str, ua: &str) -> (Option<String>, Option<String>
 
 /// woothee's categories, with tablets told apart: iPads, and Android
 /// devices without "Mobile" in their UA (Google's own convention).
-/// Android tablets that do say "Mobile", and e-readers, by their model tokens.
+/// Android tablets that do say "Mobile", and e-readers, by their model tokens;
+/// `/apad` is the Yandex app's tablet build (`YaApp_Android/23.110/apad`).
 const TABLET_MODELS: &[&str] = &[
     "SM-T", "SM-X", "SM-P", "Galaxy Tab", "MediaPad", "MatePad", "Lenovo TB", "Lenovo YT", "Kindle", "Silk/", "KFTT", "KFOT",
     "KFJW", "KFSOWI", "KFTHW", "KFAP", "Nexus 7", "Nexus 10", "Pixel Tablet", "Tab ", "Tab)", "Tab;", "TabS", "Pad ", "Pad;",
-    "Pad)", "PocketBook",
+    "Pad)", "PocketBook", "/apad",
 ];
 /// Phones whose UA woothee reads as a PC or not at all.
 const PHONE_TOKENS: &[&str] = &[
@@ -218,9 +233,15 @@ const PHONE_TOKENS: &[&str] = &[
 
 fn device(category: &str, ua: &str) -> Option<Device> {
     let model_tablet = TABLET_MODELS.iter().any(|t| ua.contains(t));
-    let tablet = ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile"));
+    // "Android without Mobile" is a browser's convention (Chrome and Safari-style tokens say
+    // `Mobile Safari` on phones); HTTP clients such as `Dalvik/` and trimmed app UAs never say it.
+    let browser_ua = ua.contains("Safari/") || ua.contains("Firefox/");
+    let tablet =
+        ua.contains("iPad") || ua.contains("Tablet") || model_tablet || (ua.contains("Android") && !ua.contains("Mobile") && browser_ua);
     let phone = || PHONE_TOKENS.iter().any(|t| ua.contains(t));
     match category {
+        // Android apps on Chrome OS name the laptop as their model.
+        _ if ua.contains("Chromebook") || ua.contains("Pixelbook") => Some(Device::Desktop),
         "pc" if model_tablet => Some(Device::Tablet),
         "pc" if phone() => Some(Device::Mobile),
         "pc" => Some(Device::Desktop),
@@ -277,6 +298,36 @@ mod tests {
         assert_eq!((android.0, android.1), (s("Chrome"), s("68")));
         let ios = parse("Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148");
         assert_eq!(ios.0, s("Safari"));
+    }
+
+    #[test]
+    fn chromium_browsers_are_told_by_their_token_in_webviews_too() {
+        let opera = parse("Mozilla/5.0 (Linux; Android 9; SDA-8TAB Build/PPR1.181005.003; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.67 Safari/537.36 OPR/72.0.2254.67482");
+        assert_eq!((opera.0, opera.1), (s("Opera"), s("72")));
+        let yandex_app = parse("Mozilla/5.0 (Linux; arm_64; Android 13; 23073RPBFC) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.5993.2332 YaApp_Android/23.110/apad YaSearchBrowser/23.110/apad BroPP/1.0 SA/3 Mobile Safari/537.36");
+        assert_eq!((yandex_app.0, yandex_app.1, yandex_app.4), (s("Yandex Browser"), s("23"), Some("tablet")), "`/apad`: the tablet build");
+        let search = parse("Mozilla/5.0 (Linux; Android 8.1.0; I4312 Build/54.0.A.5.85; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/70.0.3538.110 Mobile Safari/537.36 YandexSearch/7.21");
+        assert_eq!((search.0, search.1), (s("Yandex Browser"), s("7")));
+        let presto = parse("Opera/9.80 X11;Linux armv7i;NETRANGEMMH;HbbTV/1.1.1;CE-HTML/1.0;Vendor/TCL;U;en AppleWebKit/534.24 KHTML, like Gecko Safari/534.24");
+        assert_eq!(presto.0, s("Opera"));
+    }
+
+    #[test]
+    fn android_without_mobile_is_a_tablet_only_in_a_browser_ua() {
+        let chrome_tablet =
+            "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(parse(chrome_tablet).4, Some("tablet"));
+        let unnamed = "Mozilla/5.0 (Linux; Android 10; Lenovo 10X) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(parse(unnamed).4, Some("tablet"));
+        // An HTTP client never says "Mobile": most Android devices are phones.
+        assert_eq!(parse("Dalvik/2.1.0 (Linux; U; Android 10; IN2023 Build/QKQ1.191222.002)").4, Some("mobile"));
+        assert_eq!(parse("Dalvik/2.1.0 (Linux; U; Android 9; HP Chromebook x360 11 G1 EE Build/R80-12739.111.0)").4, Some("desktop"));
+    }
+
+    #[test]
+    fn phone_tokens_count_when_woothee_knows_nothing() {
+        let ucweb = parse("UCWEB/2.0 (MIDP-2.0; U; Adr 4.4.2; en-US; H60-L04) U2/1.0.0 UCBrowser/9.3.1.476 U2/1.0.0 Mobile");
+        assert_eq!((ucweb.0, ucweb.4), (None, Some("mobile")));
     }
 
     #[test]

@@ -269,7 +269,9 @@ pub fn funnel_sql(
     let mut params = Params::default();
     let site_p = params.push(*site.id.as_uuid(), "::uuid");
     let (start, end) = (params.push(start, "::timestamptz"), params.push(end, "::timestamptz"));
-    let matches = f.steps.iter().map(|s| step_sql(s, goals, "ev", &mut params)).collect::<Result<Vec<_>, _>>()?;
+    // Without filters the steps are judged in the scan itself (alias `e`).
+    let alias = if f.filters.is_empty() { "e" } else { "ev" };
+    let matches = f.steps.iter().map(|s| step_sql(s, goals, alias, &mut params)).collect::<Result<Vec<_>, _>>()?;
     // Only visitor-days with an event of step 1 can enter: the others are
     // dropped before their sessions are made (most of a site's, usually).
     let entering = step_sql(&f.steps[0], goals, "x", &mut params)?;

@@ -286,41 +286,19 @@ pub fn funnel_sql(
     let filter = filters_sql(&f.filters, goals, &mut params);
     let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
     let any = matches.iter().map(|m| format!("({m})")).collect::<Vec<_>>().join(" OR ");
-    let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
-    // One stage per step, each a scalar subquery over the arrays: no joins, so
-    // nothing for the planner to misjudge on a small or fresh table.
-    let stages: String = (0..n)
-        .map(|k| {
-            let (from, after) =
-                if k == 0 { ("visits".to_owned(), String::new()) } else { (format!("r{}", k - 1), format!(" WHERE u.p > v.r{}", k - 1)) };
-            format!(",\n r{k} AS (SELECT v.*, (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k} FROM {from} v)")
-        })
-        .collect();
-    let counts = (0..n)
-        .map(|k| format!("count(DISTINCT (uday, visitor_hash)) FILTER (WHERE r{k} IS NOT NULL)::bigint, count(r{k})::bigint"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Visit facts are only needed when a filter looks at them; without the
-    // join the events relation is read once and PostgreSQL inlines it.
-    let (sessions, join) = match f.filters.is_empty() {
-        true => (String::new(), ""),
-        false => (
-            format!(", s AS ({})", sessions_sql("ev")),
-            "JOIN s s ON s.uday = ev.uday AND s.bucket = ev.bucket AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no",
-        ),
-    };
+    // With filters, each event carries its visit's facts (`visit:*` conditions read them).
+    let sessions = sessions_sql("ev");
+    let join = "JOIN s s ON s.uday = ev.uday AND s.bucket = ev.bucket AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no";
     let sql = format!(
-        "WITH ev AS ({events}){sessions},
+        "WITH ev AS ({events}), s AS ({sessions}),
          sel AS (
             SELECT ev.uday, ev.visitor_hash, ev.session_no,
                    -- Numbered per visitor-day, in the order sessions were made in (no new sort); within a visit that is its order.
                    row_number() OVER (PARTITION BY ev.uday, ev.bucket, ev.visitor_hash ORDER BY ev.ts, ev.id) AS pos{flags}
             FROM ev ev {join}
             WHERE ({filter}) AND ({any})),
-         visits AS (
-            SELECT uday, visitor_hash{arrays} FROM sel GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)){stages}
-         SELECT {counts} FROM r{last}",
-        last = n - 1,
+         {counted}",
+        counted = counted_sql(n, ""),
         events = session_events_of_sql(&site_p, &start, &end, "''::text", &visitor_days),
     );
     Ok((sql, params))
@@ -337,19 +315,6 @@ fn unfiltered_sql(matches: &[String], site: &str, start: &str, end: &str, visito
     let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
     let cols: String = (0..n).map(|k| format!(", m{k}")).collect();
     let any = (0..n).map(|k| format!("m{k}")).collect::<Vec<_>>().join(" OR ");
-    let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
-    // Each stage once per visit, as a lateral (a chain of inlined CTEs is
-    // evaluated again wherever it is referenced).
-    let stages: String = (0..n)
-        .map(|k| {
-            let after = if k == 0 { String::new() } else { format!(" WHERE u.p > r{}.p", k - 1) };
-            format!(",\n LATERAL (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k}(p)")
-        })
-        .collect();
-    let stage = (0..n).map(|k| format!("(r{k}.p IS NOT NULL)::int")).collect::<Vec<_>>().join(" + ");
-    let per_day: String = (0..n).map(|k| format!(", count(*) FILTER (WHERE stage > {k}) AS v{k}")).collect();
-    let counts =
-        (0..n).map(|k| format!("count(*) FILTER (WHERE v{k} > 0)::bigint, coalesce(sum(v{k}), 0)::bigint")).collect::<Vec<_>>().join(", ");
     format!(
         "WITH ev AS (
             SELECT {UTC_DAY} AS uday, e.visitor_hash, e.ts, e.id{flags}
@@ -363,8 +328,32 @@ fn unfiltered_sql(matches: &[String], site: &str, start: &str, end: &str, visito
             SELECT w.uday, w.visitor_hash, w.pos{cols},
                    sum(w.starts) OVER (PARTITION BY w.uday, w.visitor_hash ORDER BY w.ts, w.id ROWS UNBOUNDED PRECEDING) AS session_no
             FROM w w),
-         visits AS (
-            SELECT uday, visitor_hash{arrays} FROM sel WHERE {any} GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)),
+         {counted}",
+        counted = counted_sql(n, &format!(" WHERE {any}")),
+    )
+}
+
+/// From `sel` (a visit's events as `uday, visitor_hash, session_no, pos, m0..`):
+/// the visits entering, as arrays of the positions matching each step; each
+/// visit's stage (how many steps it reached) once, a `LATERAL` per step (a
+/// chain of inlined CTEs would be evaluated again wherever referenced); then
+/// per visitor-day the visits reaching each step, so visitors need no
+/// distinct count; and the sums, visitors and visits per step.
+fn counted_sql(n: usize, only: &str) -> String {
+    let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
+    let stages: String = (0..n)
+        .map(|k| {
+            let after = if k == 0 { String::new() } else { format!(" WHERE u.p > r{}.p", k - 1) };
+            format!(",\n LATERAL (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k}(p)")
+        })
+        .collect();
+    let stage = (0..n).map(|k| format!("(r{k}.p IS NOT NULL)::int")).collect::<Vec<_>>().join(" + ");
+    let per_day: String = (0..n).map(|k| format!(", count(*) FILTER (WHERE stage > {k}) AS v{k}")).collect();
+    let counts =
+        (0..n).map(|k| format!("count(*) FILTER (WHERE v{k} > 0)::bigint, coalesce(sum(v{k}), 0)::bigint")).collect::<Vec<_>>().join(", ");
+    format!(
+        "visits AS (
+            SELECT uday, visitor_hash{arrays} FROM sel{only} GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)),
          days AS (
             SELECT uday, visitor_hash{per_day}
             FROM (SELECT v.uday, v.visitor_hash, {stage} AS stage FROM visits v{stages}) v GROUP BY uday, visitor_hash)

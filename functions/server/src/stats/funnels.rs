@@ -28,7 +28,7 @@ use super::filters::{Params, filters_sql};
 use super::goals::{Goals, like_pattern};
 use super::request::{DateRange, Dimension, Filter};
 use super::response::round;
-use super::sessions::{INTERACTIVE, session_events_of_sql, sessions_sql};
+use super::sessions::{INTERACTIVE, SESSION_GAP_MINUTES, UTC_DAY, session_events_of_sql, sessions_sql};
 
 pub const MIN_STEPS: usize = 2;
 pub const MAX_STEPS: usize = 8;
@@ -269,7 +269,9 @@ pub fn funnel_sql(
     let mut params = Params::default();
     let site_p = params.push(*site.id.as_uuid(), "::uuid");
     let (start, end) = (params.push(start, "::timestamptz"), params.push(end, "::timestamptz"));
-    let matches = f.steps.iter().map(|s| step_sql(s, goals, "ev", &mut params)).collect::<Result<Vec<_>, _>>()?;
+    // Without filters the steps are judged in the scan itself (alias `e`).
+    let alias = if f.filters.is_empty() { "e" } else { "ev" };
+    let matches = f.steps.iter().map(|s| step_sql(s, goals, alias, &mut params)).collect::<Result<Vec<_>, _>>()?;
     // Only visitor-days with an event of step 1 can enter: the others are
     // dropped before their sessions are made (most of a site's, usually).
     let entering = step_sql(&f.steps[0], goals, "x", &mut params)?;
@@ -277,48 +279,86 @@ pub fn funnel_sql(
         "((e.ts AT TIME ZONE 'UTC')::date, e.visitor_hash) IN (SELECT (x.ts AT TIME ZONE 'UTC')::date, x.visitor_hash FROM events x
            WHERE x.site_id = {site_p} AND x.ts >= {start} AND x.ts < {end} AND {entering})"
     );
-    let filter = filters_sql(&f.filters, goals, &mut params);
     let n = matches.len();
+    if f.filters.is_empty() {
+        return Ok((unfiltered_sql(&matches, &site_p, &start, &end, &visitor_days), params));
+    }
+    let filter = filters_sql(&f.filters, goals, &mut params);
     let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
     let any = matches.iter().map(|m| format!("({m})")).collect::<Vec<_>>().join(" OR ");
-    let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
-    // One stage per step, each a scalar subquery over the arrays: no joins, so
-    // nothing for the planner to misjudge on a small or fresh table.
-    let stages: String = (0..n)
-        .map(|k| {
-            let (from, after) =
-                if k == 0 { ("visits".to_owned(), String::new()) } else { (format!("r{}", k - 1), format!(" WHERE u.p > v.r{}", k - 1)) };
-            format!(",\n r{k} AS (SELECT v.*, (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k} FROM {from} v)")
-        })
-        .collect();
-    let counts = (0..n)
-        .map(|k| format!("count(DISTINCT (uday, visitor_hash)) FILTER (WHERE r{k} IS NOT NULL)::bigint, count(r{k})::bigint"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Visit facts are only needed when a filter looks at them; without the
-    // join the events relation is read once and PostgreSQL inlines it.
-    let (sessions, join) = match f.filters.is_empty() {
-        true => (String::new(), ""),
-        false => (
-            format!(", s AS ({})", sessions_sql("ev")),
-            "JOIN s s ON s.uday = ev.uday AND s.bucket = ev.bucket AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no",
-        ),
-    };
+    // With filters, each event carries its visit's facts (`visit:*` conditions read them).
+    let sessions = sessions_sql("ev");
+    let join = "JOIN s s ON s.uday = ev.uday AND s.bucket = ev.bucket AND s.visitor_hash = ev.visitor_hash AND s.session_no = ev.session_no";
     let sql = format!(
-        "WITH ev AS ({events}){sessions},
+        "WITH ev AS ({events}), s AS ({sessions}),
          sel AS (
             SELECT ev.uday, ev.visitor_hash, ev.session_no,
                    -- Numbered per visitor-day, in the order sessions were made in (no new sort); within a visit that is its order.
                    row_number() OVER (PARTITION BY ev.uday, ev.bucket, ev.visitor_hash ORDER BY ev.ts, ev.id) AS pos{flags}
             FROM ev ev {join}
             WHERE ({filter}) AND ({any})),
-         visits AS (
-            SELECT uday, visitor_hash{arrays} FROM sel GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)){stages}
-         SELECT {counts} FROM r{last}",
-        last = n - 1,
+         {counted}",
+        counted = counted_sql(n, ""),
         events = session_events_of_sql(&site_p, &start, &end, "''::text", &visitor_days),
     );
     Ok((sql, params))
+}
+
+/// The statement without filters, in one ordered pass: only the columns it
+/// needs leave the scan (the step matches as booleans, not the paths), one
+/// sort by visitor-day and time feeds the session split and the positions,
+/// and only events matching a step reach the per-visit arrays. Each visit's
+/// stage (how many steps it reached) is then counted per visitor-day, so
+/// visitors need no distinct count.
+fn unfiltered_sql(matches: &[String], site: &str, start: &str, end: &str, visitor_days: &str) -> String {
+    let n = matches.len();
+    let flags: String = matches.iter().enumerate().map(|(k, m)| format!(", coalesce(({m}), false) AS m{k}")).collect();
+    let cols: String = (0..n).map(|k| format!(", m{k}")).collect();
+    let any = (0..n).map(|k| format!("m{k}")).collect::<Vec<_>>().join(" OR ");
+    format!(
+        "WITH ev AS (
+            SELECT {UTC_DAY} AS uday, e.visitor_hash, e.ts, e.id{flags}
+            FROM events e WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end} AND ({visitor_days})),
+         w AS (
+            SELECT ev.uday, ev.visitor_hash, ev.ts, ev.id{cols}, row_number() OVER o AS pos,
+                   CASE WHEN ev.ts - lag(ev.ts) OVER o <= interval '{SESSION_GAP_MINUTES} minutes' THEN 0 ELSE 1 END AS starts
+            FROM ev ev WINDOW o AS (PARTITION BY ev.uday, ev.visitor_hash ORDER BY ev.ts, ev.id)),
+         sel AS (
+            -- The same window order: no second sort.
+            SELECT w.uday, w.visitor_hash, w.pos{cols},
+                   sum(w.starts) OVER (PARTITION BY w.uday, w.visitor_hash ORDER BY w.ts, w.id ROWS UNBOUNDED PRECEDING) AS session_no
+            FROM w w),
+         {counted}",
+        counted = counted_sql(n, &format!(" WHERE {any}")),
+    )
+}
+
+/// From `sel` (a visit's events as `uday, visitor_hash, session_no, pos, m0..`):
+/// the visits entering, as arrays of the positions matching each step; each
+/// visit's stage (how many steps it reached) once, a `LATERAL` per step (a
+/// chain of inlined CTEs would be evaluated again wherever referenced); then
+/// per visitor-day the visits reaching each step, so visitors need no
+/// distinct count; and the sums, visitors and visits per step.
+fn counted_sql(n: usize, only: &str) -> String {
+    let arrays: String = (0..n).map(|k| format!(", array_agg(pos) FILTER (WHERE m{k}) AS a{k}")).collect();
+    let stages: String = (0..n)
+        .map(|k| {
+            let after = if k == 0 { String::new() } else { format!(" WHERE u.p > r{}.p", k - 1) };
+            format!(",\n LATERAL (SELECT min(u.p) FROM unnest(v.a{k}) AS u(p){after}) AS r{k}(p)")
+        })
+        .collect();
+    let stage = (0..n).map(|k| format!("(r{k}.p IS NOT NULL)::int")).collect::<Vec<_>>().join(" + ");
+    let per_day: String = (0..n).map(|k| format!(", count(*) FILTER (WHERE stage > {k}) AS v{k}")).collect();
+    let counts =
+        (0..n).map(|k| format!("count(*) FILTER (WHERE v{k} > 0)::bigint, coalesce(sum(v{k}), 0)::bigint")).collect::<Vec<_>>().join(", ");
+    format!(
+        "visits AS (
+            SELECT uday, visitor_hash{arrays} FROM sel{only} GROUP BY uday, visitor_hash, session_no HAVING bool_or(m0)),
+         days AS (
+            SELECT uday, visitor_hash{per_day}
+            FROM (SELECT v.uday, v.visitor_hash, {stage} AS stage FROM visits v{stages}) v GROUP BY uday, visitor_hash)
+         SELECT {counts} FROM days"
+    )
 }
 
 #[cfg(test)]
@@ -388,7 +428,7 @@ mod tests {
         let (sql, params) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()).unwrap();
         assert!(!sql.contains("DROP"), "{sql}");
         assert_eq!(params.refs().len(), 6, "site, range, two steps, step 1 again for the visitor-days");
-        assert!(sql.contains("WHERE u.p > v.r0) AS r1 FROM r0 v"), "{sql}");
+        assert!(sql.contains("unnest(v.a1) AS u(p) WHERE u.p > r0.p) AS r1(p)"), "{sql}");
         let f = with_steps(json!([{"page": "/"}, {"goal": "Nope"}])).unwrap();
         let Err(e) = funnel_sql(&site, &f, &Goals::default(), Utc::now(), Utc::now()) else { panic!("an unknown goal is refused") };
         assert!(e.to_string().contains("no goal named `Nope`"), "{e}");

@@ -101,8 +101,13 @@ impl Pipeline {
     /// A beacon as received from a browser: its headers and network count
     /// too, and so does how fast this visitor's pageviews arrive (`now_ms`).
     pub fn screen(&self, beacon: &Beacon, visit: Visit<'_>, signals: &RequestSignals<'_>, now_ms: u64) -> Option<BotReason> {
-        let pageviews = matches!(beacon.kind, EventKind::Pageview { .. }).then(|| self.pace.count(pace_key(beacon, visit), now_ms));
-        self.bots.check_request(visit.user_agent, beacon.referrer.as_ref(), &self.with_asn(signals, Some(visit.ip)), pageviews)
+        let signals = self.with_asn(signals, Some(visit.ip));
+        // Pace counts only beside a hosting network (nothing drops without
+        // one), so ordinary beacons skip its lock and map.
+        let from_hosting = signals.asn.is_some_and(|asn| self.bots.hosting_network(asn).is_some());
+        let counted = from_hosting && matches!(beacon.kind, EventKind::Pageview { .. });
+        let pageviews = counted.then(|| self.pace.count(pace_key(beacon, visit), now_ms));
+        self.bots.check_request(visit.user_agent, beacon.referrer.as_ref(), &signals, pageviews)
     }
 
     pub fn anonymise(&self, beacon: Beacon, visit: Visit<'_>, salt: &Salt, id: EventId) -> AnonymisedEvent {
@@ -230,7 +235,7 @@ fn visitor_identity(beacon: &Beacon, visit: Visit<'_>, salt: &Salt) -> VisitorHa
 fn pace_key(beacon: &Beacon, visit: Visit<'_>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    beacon.site.to_string().hash(&mut h);
+    beacon.site.hash(&mut h);
     match &beacon.visitor_id {
         Some(vid) => vid.as_str().hash(&mut h),
         None => (visit.ip, visit.user_agent).hash(&mut h),
